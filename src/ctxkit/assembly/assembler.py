@@ -1,0 +1,465 @@
+"""Assemble a prompt under a token budget.
+
+One request flows through here in order:
+
+1. **measure** — every candidate item (system prompt, tool schemas, few-shot
+   examples, memory, history turns, retrieved chunks, query) gets its token cost
+   from the model's chat counter; counts of seen text come from the tokenizer cache;
+2. **plan** — required sections are charged first (raising
+   :class:`~ctxkit.errors.SectionOverBudgetError` when they cannot fit), floors are
+   reserved, then optional sections are served by priority up to their caps;
+3. **fill** — history keeps its newest whole turns (tool calls and their results
+   are never split), examples keep their first pairs, memory is truncated when it
+   must be, retrieved chunks are packed by value per token (exact knapsack when
+   affordable);
+4. **lay out** — stable sections first, volatile last: system, examples, memory,
+   history, then the final user message with the retrieved context and the query;
+5. **verify** — the rendered request is counted exactly; if it is over the limit
+   (token merges across boundaries can add a token or two) the least valuable
+   optional items are shed until it fits. A prompt over budget is never returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ctxkit.assembly.packing import pack
+from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
+from ctxkit.budget import SECTION_NAMES, Budget
+from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBudgetError
+from ctxkit.messages import Chunk, Message, ToolSpec
+from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+
+__all__ = ["Assembler", "ChunkOrder", "assemble", "group_turns"]
+
+ChunkOrder = Literal["score", "source", "edges"]
+
+_MIN_TRUNCATED_TOKENS = 16
+
+
+@dataclass
+class _Item:
+    section: str
+    label: str
+    messages: list[Message]
+    cost: int
+    value: float = 0.0
+    pinned: bool = False
+    chunk: Chunk | None = None
+    block: str = ""
+    truncated_from: int | None = None
+    index: int = 0
+
+
+@dataclass
+class _State:
+    kept: dict[str, list[_Item]] = field(default_factory=lambda: {s: [] for s in SECTION_NAMES})
+    audit: list[AuditRecord] = field(default_factory=list)
+    offered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTION_NAMES, 0))
+    offered_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTION_NAMES, 0))
+    caps: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, item: _Item, reason: str) -> None:
+        self.audit.append(
+            AuditRecord(section=item.section, item=item.label, action="dropped", tokens=item.cost, reason=reason)
+        )
+
+
+def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
+    """Split a history into turns (a user or system message and what follows it).
+
+    Validates tool-call structure: every tool message must answer a call of the
+    assistant message right before it, and every call must be answered, so that no
+    turn boundary can split a call from its result.
+    """
+    turns: list[list[Message]] = []
+    open_calls: set[str] = set()
+    for i, m in enumerate(messages):
+        if not isinstance(m, Message):
+            raise InvalidInputError(f"history[{i}] is a {type(m).__name__}, not a ctxkit Message; build it with Message(...)")
+        if m.role == "tool":
+            if m.tool_call_id not in open_calls:
+                raise InvalidInputError(
+                    f"history[{i}] is a tool result for call {m.tool_call_id!r}, which no directly preceding "
+                    "assistant message made; providers reject orphaned tool results. Remove it or add its call."
+                )
+            open_calls.discard(m.tool_call_id)
+        else:
+            if open_calls:
+                raise InvalidInputError(
+                    f"history[{i}] ({m.role}) comes before the results of tool calls {sorted(open_calls)}; "
+                    "each tool call must be answered by a tool message right after the assistant message."
+                )
+            if m.tool_calls:
+                ids = [c.id for c in m.tool_calls]
+                if len(set(ids)) != len(ids):
+                    raise InvalidInputError(f"history[{i}] repeats a tool call id: {ids}")
+                open_calls = set(ids)
+        if m.role in ("user", "system", "developer") or not turns:
+            turns.append([m])
+        else:
+            turns[-1].append(m)
+    if open_calls:
+        raise InvalidInputError(
+            f"the history ends with tool calls {sorted(open_calls)} that have no results; "
+            "append their tool messages before assembling."
+        )
+    return turns
+
+
+class Assembler:
+    """Builds budgeted prompts for one model; reuse it across turns (its counts are cached).
+
+    ``chunk_order`` lays retrieved chunks out by ``score`` (best first), by
+    ``source`` (document, then position), or ``edges`` (best at both ends, weakest in
+    the middle, against lost-in-the-middle).
+    """
+
+    def __init__(
+        self,
+        model: str = "gpt-4o",
+        budget: Budget | None = None,
+        *,
+        counter: ChatCounter | None = None,
+        chunk_order: ChunkOrder = "score",
+        context_header: str = "Use the following context to answer.",
+        memory_header: str = "Summary of the earlier conversation:",
+        exact_packing: bool | None = None,
+        truncate_memory: bool = True,
+        truncate_chunks: bool = False,
+    ) -> None:
+        if chunk_order not in ("score", "source", "edges"):
+            raise InvalidInputError(f"chunk_order must be 'score', 'source' or 'edges', not {chunk_order!r}")
+        self.model = model
+        self.budget = budget or Budget.for_model(model)
+        self.counter: ChatCounter = counter or get_chat_counter(model)
+        self.chunk_order: ChunkOrder = chunk_order
+        self.context_header = context_header
+        self.memory_header = memory_header
+        self.exact_packing = exact_packing
+        self.truncate_memory = truncate_memory
+        self.truncate_chunks = truncate_chunks
+
+    def __repr__(self) -> str:
+        return f"Assembler(model={self.model!r}, input_limit={self.budget.input_limit}, chunk_order={self.chunk_order!r})"
+
+    # ------------------------------------------------------------------ measure
+    def _msg_items(self, section: str, groups: Iterable[list[Message]], prefix: str) -> list[_Item]:
+        cost = self.counter.message_tokens
+        return [
+            _Item(section, f"{prefix}[{i}]", g, sum(cost(m) for m in g), pinned=any(m.pinned for m in g), index=i)
+            for i, g in enumerate(groups)
+        ]
+
+    def _block(self, chunk: Chunk, index: int) -> str:
+        if chunk.id:
+            ident = chunk.id
+        elif chunk.doc_id:
+            ident = f"{chunk.doc_id}#{chunk.position}"
+        else:
+            ident = f"chunk-{index}"
+        title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
+        return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
+
+    # ------------------------------------------------------------------ assemble
+    def assemble(
+        self,
+        *,
+        query: str,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        examples: Sequence[Message] = (),
+        memory: str | None = None,
+        history: Sequence[Message] = (),
+        chunks: Sequence[Chunk] = (),
+        budget: Budget | None = None,
+    ) -> AssembledPrompt:
+        """Assemble one prompt; see the module docstring for the steps."""
+        budget = budget or self.budget
+        limit = budget.input_limit
+        if not isinstance(query, str):
+            raise InvalidInputError("query must be a string (the user's latest message)")
+        tok = self.counter.tokenizer
+        st = _State()
+        st.caps = {name: spec.cap(limit) for name, spec in budget.sections.items()}
+
+        # ---- measure
+        items: dict[str, list[_Item]] = {s: [] for s in SECTION_NAMES}
+        if system:
+            items["system"] = self._msg_items("system", [[Message.system(system)]], "system")
+        if tools:
+            names = [t.name for t in tools]
+            if len(set(names)) != len(names):
+                raise InvalidInputError(f"tool names must be unique, got {names}")
+            items["tools"] = [_Item("tools", "tools", [], self.counter.tools_tokens(tools))]
+        items["examples"] = self._msg_items("examples", group_turns(examples), "example")
+        if memory:
+            items["memory"] = self._msg_items("memory", [[Message.system(f"{self.memory_header}\n{memory}")]], "memory")
+        items["history"] = self._msg_items("history", group_turns(history), "turn")
+        query_msg = Message.user(query)
+        items["query"] = self._msg_items("query", [[query_msg]], "query")
+        chunk_items = self._chunk_items(chunks, st)
+        header_cost = tok.count(self.context_header + "\n\n") + 1 if chunk_items else 0
+        items["retrieved"] = chunk_items
+        for s, its in items.items():
+            st.offered[s] = sum(i.cost for i in its) + (header_cost if s == "retrieved" else 0)
+            st.offered_items[s] = len(its) + (st.offered_items[s] if s == "retrieved" else 0)
+
+        # ---- plan: required sections and pinned turns first
+        room = limit - self.counter.base_tokens
+        specs = budget.sections
+        order = sorted(SECTION_NAMES, key=lambda s: -specs[s].priority)
+        for s in order:
+            mandatory = items[s] if specs[s].required else [i for i in items[s] if i.pinned]
+            need = sum(i.cost for i in mandatory)
+            if need > room:
+                raise SectionOverBudgetError(
+                    s if specs[s].required else f"{s} (pinned)", need, max(room, 0)
+                )
+            room -= need
+            st.kept[s].extend(mandatory)
+        # floors of optional sections, reserved before higher sections take the rest
+        floors = {
+            s: min(specs[s].min_tokens, st.offered[s]) for s in SECTION_NAMES if not specs[s].required
+        }
+
+        # ---- fill optional sections by priority
+        for s in order:
+            if specs[s].required:
+                continue
+            reserved_below = sum(v for k, v in floors.items() if k != s and specs[k].priority <= specs[s].priority)
+            pinned_used = sum(i.cost for i in st.kept[s])
+            allot = min(st.caps[s] - pinned_used, room - reserved_below)
+            floors[s] = 0
+            used = self._fill(s, [i for i in items[s] if not i.pinned], max(allot, 0), header_cost, st)
+            room -= used
+
+        # ---- lay out and verify
+        return self._finish(st, list(tools), query_msg, budget, header_cost)
+
+    def _chunk_items(self, chunks: Sequence[Chunk], st: _State) -> list[_Item]:
+        seen: dict[str, str] = {}
+        out: list[_Item] = []
+        blocks: list[str] = []
+        kept_chunks: list[Chunk] = []
+        for i, c in enumerate(chunks):
+            if not isinstance(c, Chunk):
+                raise InvalidInputError(f"chunks[{i}] is a {type(c).__name__}; wrap text as Chunk(text=..., score=...)")
+            label = c.id or f"chunk[{i}]"
+            if not c.text.strip():
+                st.audit.append(AuditRecord(section="retrieved", item=label, action="dropped", tokens=0, reason="empty text"))
+                st.offered_items["retrieved"] += 1
+                continue
+            if c.text in seen:
+                st.audit.append(
+                    AuditRecord(section="retrieved", item=label, action="dropped", tokens=0,
+                                reason=f"exact duplicate of {seen[c.text]}")
+                )
+                st.offered_items["retrieved"] += 1
+                continue
+            seen[c.text] = label
+            blocks.append(self._block(c, i))
+            kept_chunks.append(c)
+        costs = self.counter.tokenizer.count_many(blocks)
+        for c, block, cost in zip(kept_chunks, blocks, costs, strict=True):
+            out.append(_Item("retrieved", c.id or f"chunk[{len(out)}]", [], cost, value=c.score, chunk=c, block=block))
+        return out
+
+    def _fill(self, s: str, cands: list[_Item], allot: int, header_cost: int, st: _State) -> int:
+        if not cands:
+            return 0
+        kept = st.kept[s]
+        if s == "history":  # newest whole turns, contiguous
+            used = 0
+            stop = False
+            for it in reversed(cands):
+                if not stop and used + it.cost <= allot:
+                    kept.append(it)
+                    used += it.cost
+                else:
+                    stop = True
+                    st.drop(it, f"older than the newest turns that fit the history allotment of {allot} tokens")
+            kept.sort(key=lambda i: i.index)
+            return used
+        if s == "examples":
+            used = 0
+            stop = False
+            for it in cands:
+                if not stop and used + it.cost <= allot:
+                    kept.append(it)
+                    used += it.cost
+                else:
+                    stop = True
+                    st.drop(it, f"did not fit the examples allotment of {allot} tokens")
+            return used
+        if s == "memory":
+            it = cands[0]
+            if it.cost <= allot:
+                kept.append(it)
+                return it.cost
+            return self._truncate_message_item(it, allot, st)
+        if s == "retrieved":
+            capacity = allot - header_cost
+            if capacity <= 0:
+                for it in cands:
+                    st.drop(it, f"no room for retrieved context (allotment {allot} tokens)")
+                return 0
+            values = np.array([max(i.value, 0.0) for i in cands]) + 1e-9  # zero scores still fill free room
+            chosen = set(pack(values.tolist(), [i.cost for i in cands], capacity, exact=self.exact_packing))
+            used = header_cost
+            for idx, it in enumerate(cands):
+                if idx in chosen:
+                    kept.append(it)
+                    used += it.cost
+                else:
+                    st.drop(it, f"not chosen by value-per-token packing into {capacity} tokens")
+            if self.truncate_chunks:
+                used += self._truncate_best_chunk(cands, chosen, allot - used, st)
+            if not kept:
+                return 0
+            return used
+        raise AssertionError(s)
+
+    def _truncate_message_item(self, it: _Item, allot: int, st: _State) -> int:
+        msg = it.messages[0]
+        overhead = self.counter.message_tokens(msg.model_copy(update={"content": ""}))
+        room = allot - overhead
+        if not self.truncate_memory or room < _MIN_TRUNCATED_TOKENS:
+            st.drop(it, f"needs {it.cost} tokens; the allotment is {allot}")
+            return 0
+        text = self.counter.tokenizer.truncate(msg.content, room)
+        new = msg.model_copy(update={"content": text})
+        cost = self.counter.message_tokens(new)
+        st.kept[it.section].append(_Item(it.section, it.label, [new], cost, truncated_from=it.cost))
+        st.audit.append(
+            AuditRecord(section=it.section, item=it.label, action="truncated", tokens=it.cost, kept_tokens=cost,
+                        reason=f"needs {it.cost} tokens; the allotment is {allot}")
+        )
+        return cost
+
+    def _truncate_best_chunk(self, cands: list[_Item], chosen: set[int], room: int, st: _State) -> int:
+        rest = [(i, c) for i, c in enumerate(cands) if i not in chosen]
+        if not rest or room < _MIN_TRUNCATED_TOKENS + 8:
+            return 0
+        _, best = max(rest, key=lambda p: p[1].value)
+        assert best.chunk is not None
+        tok = self.counter.tokenizer
+        wrapper = tok.count(self._block(best.chunk.model_copy(update={"text": ""}), 0))
+        text = tok.truncate(best.chunk.text, room - wrapper - 2)
+        if not text.strip():
+            return 0
+        chunk = best.chunk.model_copy(update={"text": text})
+        block = self._block(chunk, 0)
+        cost = tok.count(block)
+        if cost > room:
+            return 0
+        # replace the drop record written by the packer with a truncation record
+        st.audit[:] = [a for a in st.audit if not (a.section == "retrieved" and a.item == best.label and a.action == "dropped")]
+        st.audit.append(
+            AuditRecord(section="retrieved", item=best.label, action="truncated", tokens=best.cost, kept_tokens=cost,
+                        reason=f"best unpacked chunk cut to the {room} tokens left")
+        )
+        st.kept["retrieved"].append(_Item("retrieved", best.label, [], cost, best.value, chunk=chunk, block=block,
+                                          truncated_from=best.cost))
+        return cost
+
+    # ------------------------------------------------------------------ lay out + verify
+    def _ordered_chunks(self, its: list[_Item]) -> list[_Item]:
+        if self.chunk_order == "source":
+            first_seen: dict[str, int] = {}
+            for n, i in enumerate(its):
+                assert i.chunk is not None
+                first_seen.setdefault(i.chunk.doc_id, n)
+            return sorted(its, key=lambda i: (first_seen[i.chunk.doc_id], i.chunk.position) if i.chunk else (0, 0))
+        by_score = sorted(its, key=lambda i: -i.value)
+        if self.chunk_order == "score":
+            return by_score
+        front = by_score[0::2]
+        back = by_score[1::2]
+        return front + back[::-1]
+
+    def _render(self, st: _State, query_msg: Message, header_cost: int) -> tuple[list[Message], list[str]]:
+        msgs: list[Message] = []
+        section_of: list[str] = []
+        for s in ("system", "examples", "memory", "history"):
+            for it in st.kept[s]:
+                msgs.extend(it.messages)
+                section_of.extend([s] * len(it.messages))
+        chunk_items = [i for i in st.kept["retrieved"] if i.chunk is not None]
+        if chunk_items:
+            context = "".join(i.block for i in self._ordered_chunks(chunk_items))
+            final = query_msg.model_copy(update={"content": f"{self.context_header}\n\n{context}\n{query_msg.content}"})
+            msgs.append(final)
+            section_of.append("retrieved+query")
+        else:
+            msgs.append(query_msg)
+            section_of.append("query")
+        return msgs, section_of
+
+    def _shed_one(self, st: _State, over: int) -> bool:
+        reason = f"shed after exact verification: the rendered prompt was {over} tokens over"
+        chunks = [i for i in st.kept["retrieved"] if i.chunk is not None]
+        if chunks:
+            worst = min(chunks, key=lambda i: (i.value / max(i.cost, 1), i.value))
+            st.kept["retrieved"].remove(worst)
+            st.drop(worst, reason)
+            return True
+        hist = [i for i in st.kept["history"] if not i.pinned]
+        if hist:
+            st.kept["history"].remove(hist[0])
+            st.drop(hist[0], reason)
+            return True
+        for s in ("examples", "memory"):
+            if st.kept[s]:
+                it = st.kept[s].pop()
+                st.drop(it, reason)
+                return True
+        return False
+
+    def _finish(self, st: _State, tools: list[ToolSpec], query_msg: Message, budget: Budget, header_cost: int) -> AssembledPrompt:
+        limit = budget.input_limit
+        while True:
+            msgs, section_of = self._render(st, query_msg, header_cost)
+            total = self.counter.count_messages(msgs, tools)
+            if total <= limit:
+                break
+            if not self._shed_one(st, total - limit):
+                required = {s: sum(i.cost for i in st.kept[s]) for s in SECTION_NAMES}
+                worst = max(required, key=lambda k: required[k])
+                raise SectionOverBudgetError(worst, required[worst], max(limit - (total - required[worst]), 0))
+        if total > limit:  # pragma: no cover - guarded by the loop above
+            raise BudgetExceededError(total, limit)
+        reports: dict[str, SectionReport] = {}
+        dropped = {s: 0 for s in SECTION_NAMES}
+        truncated = {s: 0 for s in SECTION_NAMES}
+        for a in st.audit:
+            (dropped if a.action == "dropped" else truncated)[a.section] += 1
+        for s in SECTION_NAMES:
+            kept = st.kept[s]
+            used = sum(i.cost for i in kept)
+            if s == "retrieved" and any(i.chunk is not None for i in kept):
+                used += header_cost
+            reports[s] = SectionReport(
+                name=s, requested=st.offered[s], used=used, cap=st.caps[s],
+                items_kept=len(kept), items_dropped=dropped[s], items_truncated=truncated[s],
+            )
+        return AssembledPrompt(
+            model=self.model,
+            messages=tuple(msgs),
+            section_of=tuple(section_of),
+            tools=tuple(tools),
+            sections=reports,
+            audit=tuple(st.audit),
+            total_tokens=total,
+            input_limit=limit,
+            tokens_exact=self.counter.tokenizer.exact,
+        )
+
+
+def assemble(model: str = "gpt-4o", budget: Budget | None = None, **inputs: object) -> AssembledPrompt:
+    """One-shot :meth:`Assembler.assemble` (build an :class:`Assembler` to reuse caches across turns)."""
+    return Assembler(model, budget).assemble(**inputs)  # type: ignore[arg-type]

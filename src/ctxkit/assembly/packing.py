@@ -1,0 +1,95 @@
+"""Choose which items fit a token capacity, maximizing their total value.
+
+Two packers, both vectorized with NumPy:
+
+* :func:`greedy_pack` — by value per token (ties: higher value, then input order),
+  then a fill pass; O(n log n).
+* :func:`knapsack_pack` — the exact 0/1 knapsack by dynamic programming over
+  capacity, one vectorized row per item; used when ``n * capacity`` is small.
+
+:func:`pack` runs both where the exact one is affordable and keeps the better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["greedy_pack", "knapsack_pack", "pack"]
+
+#: the exact packer runs when n_items * (capacity + 1) is at most this many cells
+KNAPSACK_MAX_CELLS = 4_000_000
+
+
+def _arrays(values: Sequence[float], costs: Sequence[int]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.int64)
+    if v.shape != c.shape or v.ndim != 1:
+        raise ValueError("values and costs must be 1-d sequences of the same length")
+    if (c < 0).any():
+        raise ValueError("costs must be non-negative")
+    return v, c
+
+
+def greedy_pack(values: Sequence[float], costs: Sequence[int], capacity: int) -> list[int]:
+    """Indices chosen greedily by value density; every item that still fits is taken."""
+    v, c = _arrays(values, costs)
+    if v.size == 0 or capacity <= 0:
+        return [int(i) for i in np.flatnonzero((c == 0) & (v > 0))] if v.size else []
+    density = v / np.maximum(c, 1)
+    order = np.lexsort((np.arange(v.size), -v, -density))
+    sorted_costs = c[order]
+    chosen = np.zeros(v.size, dtype=bool)
+    room = capacity
+    # Fast path: the prefix of the density order that fits as a whole.
+    cum = np.cumsum(sorted_costs)
+    k = int(np.searchsorted(cum, capacity, side="right"))
+    chosen[order[:k]] = True
+    room -= int(cum[k - 1]) if k else 0
+    for idx in order[k:]:  # fill the remaining room with whatever still fits
+        cost = int(c[idx])
+        if cost <= room:
+            chosen[idx] = True
+            room -= cost
+    chosen &= v > 0
+    return [int(i) for i in np.flatnonzero(chosen)]
+
+
+def knapsack_pack(values: Sequence[float], costs: Sequence[int], capacity: int) -> list[int]:
+    """Indices of the exact best subset (0/1 knapsack over integer token costs)."""
+    v, c = _arrays(values, costs)
+    n = v.size
+    if n == 0 or capacity < 0:
+        return []
+    cap = int(capacity)
+    best = np.zeros(cap + 1, dtype=np.float64)
+    take = np.zeros((n, cap + 1), dtype=bool)
+    for i in range(n):
+        w, val = int(c[i]), float(v[i])
+        if val <= 0 or w > cap:
+            continue
+        candidate = best[: cap + 1 - w] + val
+        improved = candidate > best[w:]
+        take[i, w:] = improved
+        best[w:] = np.where(improved, candidate, best[w:])
+    chosen: list[int] = []
+    room = cap
+    for i in range(n - 1, -1, -1):
+        if take[i, room]:
+            chosen.append(i)
+            room -= int(c[i])
+    chosen.reverse()
+    return chosen
+
+
+def pack(values: Sequence[float], costs: Sequence[int], capacity: int, *, exact: bool | None = None) -> list[int]:
+    """The better of greedy and (when affordable, or forced with ``exact``) the exact knapsack."""
+    greedy = greedy_pack(values, costs, capacity)
+    use_exact = exact if exact is not None else len(values) * (max(capacity, 0) + 1) <= KNAPSACK_MAX_CELLS
+    if not use_exact or len(values) == 0:
+        return greedy
+    optimal = knapsack_pack(values, costs, capacity)
+    v = np.asarray(values, dtype=np.float64)
+    return optimal if v[optimal].sum() > v[greedy].sum() + 1e-12 else greedy

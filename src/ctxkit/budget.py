@@ -1,0 +1,128 @@
+"""Token budgets: a model's window, an output reserve, and named sections.
+
+Sections, in the order they are rendered (stable first, volatile last):
+``system``, ``tools``, ``examples``, ``memory``, ``history``, ``retrieved``, ``query``.
+Each section has a priority (higher is served first), an optional floor
+(``min_tokens``, reserved before lower-priority sections are served), and an
+optional cap (``max_tokens`` and/or ``share`` of the input limit). A ``required``
+section must fit whole, or assembly raises :class:`SectionOverBudgetError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ctxkit.errors import InvalidInputError
+from ctxkit.models import get_model
+
+__all__ = ["SECTION_NAMES", "Budget", "SectionBudget"]
+
+SECTION_NAMES: tuple[str, ...] = ("system", "tools", "examples", "memory", "history", "retrieved", "query")
+
+
+class SectionBudget(BaseModel):
+    """How much one section may take and how urgently it is served."""
+
+    model_config = ConfigDict(frozen=True)
+
+    priority: int = 50
+    min_tokens: int = Field(default=0, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    share: float | None = Field(default=None, gt=0, le=1)
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> SectionBudget:
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) exceeds max_tokens ({self.max_tokens})")
+        return self
+
+    def cap(self, input_limit: int) -> int:
+        cap = input_limit
+        if self.max_tokens is not None:
+            cap = min(cap, self.max_tokens)
+        if self.share is not None:
+            cap = min(cap, int(self.share * input_limit))
+        return cap
+
+
+def _default_sections() -> dict[str, SectionBudget]:
+    return {
+        "system": SectionBudget(priority=100, required=True),
+        "tools": SectionBudget(priority=95, required=True),
+        "query": SectionBudget(priority=90, required=True),
+        "memory": SectionBudget(priority=70, share=0.15),
+        "history": SectionBudget(priority=60),
+        "retrieved": SectionBudget(priority=50),
+        "examples": SectionBudget(priority=30, share=0.2),
+    }
+
+
+class Budget(BaseModel):
+    """The token budget of one call.
+
+    The input limit is ``context_window - output_reserve``, lowered further by
+    ``max_input_tokens`` when set (to spend less than the window allows).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    context_window: int = Field(gt=0)
+    output_reserve: int = Field(default=0, ge=0)
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    model: str | None = None
+    sections: dict[str, SectionBudget] = Field(default_factory=_default_sections)
+
+    @model_validator(mode="after")
+    def _check(self) -> Budget:
+        if self.output_reserve >= self.context_window:
+            raise ValueError(
+                f"output_reserve ({self.output_reserve}) leaves no room in a context window of "
+                f"{self.context_window}; lower the reserve"
+            )
+        unknown = set(self.sections) - set(SECTION_NAMES)
+        if unknown:
+            raise ValueError(f"unknown sections {sorted(unknown)}; sections are {list(SECTION_NAMES)}")
+        missing = set(SECTION_NAMES) - set(self.sections)
+        if missing:
+            defaults = _default_sections()
+            merged = {**{k: defaults[k] for k in missing}, **self.sections}
+            object.__setattr__(self, "sections", {k: merged[k] for k in SECTION_NAMES})
+        floors = sum(s.min_tokens for s in self.sections.values())
+        if floors > self.input_limit:
+            raise ValueError(f"section floors add up to {floors} tokens, over the input limit {self.input_limit}")
+        return self
+
+    @property
+    def input_limit(self) -> int:
+        limit = self.context_window - self.output_reserve
+        if self.max_input_tokens is not None:
+            limit = min(limit, self.max_input_tokens)
+        return limit
+
+    @classmethod
+    def for_model(
+        cls,
+        model: str,
+        *,
+        output_reserve: int | None = None,
+        max_input_tokens: int | None = None,
+        sections: dict[str, SectionBudget | dict[str, Any]] | None = None,
+    ) -> Budget:
+        """A budget for a registered model; the output reserve defaults to min(max_output, 4096)."""
+        info = get_model(model)
+        reserve = min(info.max_output, 4096) if output_reserve is None else output_reserve
+        merged = _default_sections()
+        for name, spec in (sections or {}).items():
+            if name not in SECTION_NAMES:
+                raise InvalidInputError(f"unknown section {name!r}; sections are {list(SECTION_NAMES)}")
+            merged[name] = spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
+        return cls(
+            context_window=info.context_window,
+            output_reserve=reserve,
+            max_input_tokens=max_input_tokens,
+            model=model,
+            sections=merged,
+        )

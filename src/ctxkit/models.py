@@ -1,0 +1,110 @@
+"""What ctxkit knows about each model: context window, output limit, tokenizer, chat format.
+
+Names resolve by exact match first, then by the longest registered prefix, so
+dated snapshots (``gpt-4o-2024-08-06``) find their family. Users add their own
+models with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctxkit.errors import UnknownNameError
+
+__all__ = ["ModelInfo", "get_model", "known_models", "register_model"]
+
+ChatFormat = Literal["openai", "anthropic", "template"]
+
+
+class ModelInfo(BaseModel):
+    """Static facts about a model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    provider: str
+    context_window: int = Field(gt=0)
+    max_output: int = Field(gt=0)
+    tokenizer: str = Field(description="tokenizer spec, e.g. 'tiktoken:o200k_base' or 'gguf:default'")
+    chat_format: ChatFormat = "openai"
+    local: bool = False
+
+
+def _m(name: str, provider: str, ctx: int, out: int, tok: str, fmt: ChatFormat = "openai", local: bool = False) -> ModelInfo:
+    return ModelInfo(
+        name=name, provider=provider, context_window=ctx, max_output=out, tokenizer=tok, chat_format=fmt, local=local
+    )
+
+
+_O200K = "tiktoken:o200k_base"
+_CL100K = "tiktoken:cl100k_base"
+_CLAUDE = "estimate:claude"
+
+_BUILTIN: list[ModelInfo] = [
+    _m("gpt-5", "openai", 400_000, 128_000, _O200K),
+    _m("gpt-5-mini", "openai", 400_000, 128_000, _O200K),
+    _m("gpt-5-nano", "openai", 400_000, 128_000, _O200K),
+    _m("gpt-4.1", "openai", 1_047_576, 32_768, _O200K),
+    _m("gpt-4.1-mini", "openai", 1_047_576, 32_768, _O200K),
+    _m("gpt-4.1-nano", "openai", 1_047_576, 32_768, _O200K),
+    _m("gpt-4o", "openai", 128_000, 16_384, _O200K),
+    _m("gpt-4o-mini", "openai", 128_000, 16_384, _O200K),
+    _m("o1", "openai", 200_000, 100_000, _O200K),
+    _m("o1-mini", "openai", 128_000, 65_536, _O200K),
+    _m("o3", "openai", 200_000, 100_000, _O200K),
+    _m("o3-mini", "openai", 200_000, 100_000, _O200K),
+    _m("o4-mini", "openai", 200_000, 100_000, _O200K),
+    _m("gpt-4-turbo", "openai", 128_000, 4_096, _CL100K),
+    _m("gpt-4", "openai", 8_192, 8_192, _CL100K),
+    _m("gpt-3.5-turbo", "openai", 16_385, 4_096, _CL100K),
+    _m("claude-opus-4-1", "anthropic", 200_000, 32_000, _CLAUDE, "anthropic"),
+    _m("claude-opus-4", "anthropic", 200_000, 32_000, _CLAUDE, "anthropic"),
+    _m("claude-sonnet-4-5", "anthropic", 200_000, 64_000, _CLAUDE, "anthropic"),
+    _m("claude-sonnet-4", "anthropic", 200_000, 64_000, _CLAUDE, "anthropic"),
+    _m("claude-haiku-4-5", "anthropic", 200_000, 64_000, _CLAUDE, "anthropic"),
+    _m("claude-3-7-sonnet", "anthropic", 200_000, 64_000, _CLAUDE, "anthropic"),
+    _m("claude-3-5-sonnet", "anthropic", 200_000, 8_192, _CLAUDE, "anthropic"),
+    _m("claude-3-5-haiku", "anthropic", 200_000, 8_192, _CLAUDE, "anthropic"),
+    _m("claude-3-haiku", "anthropic", 200_000, 4_096, _CLAUDE, "anthropic"),
+    _m("claude-3-opus", "anthropic", 200_000, 4_096, _CLAUDE, "anthropic"),
+    _m("smollm2-135m-instruct", "llamacpp", 8_192, 2_048, "gguf:default", "template", True),
+]
+
+_lock = threading.Lock()
+_registry: dict[str, ModelInfo] = {m.name: m for m in _BUILTIN}
+
+
+def register_model(info: ModelInfo, *, replace: bool = False) -> ModelInfo:
+    """Add a model (or, with ``replace=True``, override a built-in one)."""
+    with _lock:
+        if info.name in _registry and not replace:
+            from ctxkit.errors import InvalidInputError
+
+            raise InvalidInputError(f"model {info.name!r} is already registered; pass replace=True to override it")
+        _registry[info.name] = info
+    return info
+
+
+def known_models() -> list[str]:
+    return sorted(_registry)
+
+
+def get_model(name: str) -> ModelInfo:
+    """Model facts by exact name or longest registered prefix (``gpt-4o-2024-08-06`` → ``gpt-4o``).
+
+    A ``provider:`` prefix (``openai:gpt-4o``) is accepted and ignored for lookup.
+    """
+    key = name.split(":", 1)[1] if ":" in name and not name.startswith(("gguf", "llamacpp")) else name
+    with _lock:
+        info = _registry.get(key)
+        if info is not None:
+            return info
+        best = max((k for k in _registry if key.startswith(k + "-") or key.startswith(k + "@")), key=len, default=None)
+        if best is not None:
+            return _registry[best]
+    raise UnknownNameError(
+        "model", name, list(_registry), hint="Register it with ctxkit.register_model(ModelInfo(...))."
+    )

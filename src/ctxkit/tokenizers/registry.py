@@ -1,0 +1,91 @@
+"""Resolve tokenizer specs and model names to tokenizers, lazily, once each.
+
+Specs:
+
+* ``tiktoken:<encoding>`` — exact OpenAI encodings (``cl100k_base``, ``o200k_base``), offline;
+* ``hf:<path to tokenizer.json or its folder>`` — a Hugging Face tokenizer (extra ``hf``);
+* ``gguf:<path.gguf>`` or ``gguf:default`` — a GGUF model's own vocabulary (extra ``local``);
+* ``estimate:claude`` — an estimate with a stated margin, for models with no public tokenizer;
+* a model name (``gpt-4o``, ``claude-sonnet-4``, ``smollm2-135m-instruct``) — that model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ctxkit.errors import UnknownNameError
+from ctxkit.models import get_model, known_models
+from ctxkit.tokenizers.base import Tokenizer
+
+__all__ = ["count_tokens", "get_tokenizer", "register_tokenizer"]
+
+_lock = threading.RLock()
+_instances: dict[str, Tokenizer] = {}
+_factories: dict[str, Callable[[str], Tokenizer]] = {}
+
+
+def _tiktoken(arg: str) -> Tokenizer:
+    from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
+
+    return TiktokenTokenizer(arg)
+
+
+def _hf(arg: str) -> Tokenizer:
+    from ctxkit.tokenizers._hf import HFTokenizer
+
+    return HFTokenizer.from_file(arg)
+
+
+def _gguf(arg: str) -> Tokenizer:
+    from ctxkit.tokenizers._gguf import GGUFTokenizer
+
+    return GGUFTokenizer.from_path(None if arg in ("", "default") else arg)
+
+
+def _estimate(arg: str) -> Tokenizer:
+    from ctxkit.tokenizers._estimate import EstimatingTokenizer
+
+    if arg != "claude":
+        raise UnknownNameError("estimator", arg, ["claude"])
+    return EstimatingTokenizer(get_tokenizer("tiktoken:cl100k_base"), name="estimate:claude")
+
+
+_factories.update({"tiktoken": _tiktoken, "hf": _hf, "gguf": _gguf, "llamacpp": _gguf, "estimate": _estimate})
+
+
+def register_tokenizer(kind: str, factory: Callable[[str], Tokenizer]) -> None:
+    """Teach :func:`get_tokenizer` a new spec prefix, ``kind:<argument>``."""
+    with _lock:
+        _factories[kind] = factory
+
+
+def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
+    """A tokenizer for a spec or model name, created on first use and shared after."""
+    if not isinstance(spec, str):
+        return spec
+    with _lock:
+        tok = _instances.get(spec)
+        if tok is not None:
+            return tok
+        kind, sep, arg = spec.partition(":")
+        if sep and kind in _factories:
+            tok = _factories[kind](arg)
+        else:
+            try:
+                info = get_model(spec)
+            except UnknownNameError as exc:
+                raise UnknownNameError(
+                    "tokenizer or model",
+                    spec,
+                    [f"{k}:..." for k in _factories] + known_models(),
+                    hint="Pass a spec such as 'tiktoken:o200k_base' or a known model name.",
+                ) from exc
+            tok = get_tokenizer(info.tokenizer)
+        _instances[spec] = tok
+        return tok
+
+
+def count_tokens(text: str, model: str = "gpt-4o") -> int:
+    """Tokens of ``text`` for ``model`` (or a tokenizer spec); cached by content."""
+    return get_tokenizer(model).count(text)

@@ -1,0 +1,80 @@
+"""Token usage of one call, in buckets with documented inclusion rules.
+
+``input_tokens`` is *inclusive*: it counts every prompt token, cached or not.
+``cache_read_tokens`` and ``cache_write_tokens`` are subsets of ``input_tokens``
+(OpenAI reports cached tokens this way; Anthropic reports them apart, and
+:meth:`Usage.from_anthropic` adds them back in). ``reasoning_tokens`` is a subset
+of ``output_tokens``. Uncached input is ``input_tokens - cache_read - cache_write``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Usage"]
+
+
+class Usage(BaseModel):
+    """Token counts of one call (or a sum of calls)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0, description="all prompt tokens, cached ones included")
+    cache_read_tokens: int = Field(default=0, ge=0, description="prompt tokens read from the cache (subset of input)")
+    cache_write_tokens: int = Field(default=0, ge=0, description="prompt tokens written to the cache (subset of input)")
+    output_tokens: int = Field(default=0, ge=0, description="generated tokens, reasoning included")
+    reasoning_tokens: int = Field(default=0, ge=0, description="hidden reasoning tokens (subset of output)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Usage:
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError(
+                "cache_read_tokens + cache_write_tokens exceed input_tokens; input_tokens must include them "
+                "(use Usage.from_anthropic for Anthropic's exclusive counts)"
+            )
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError("reasoning_tokens exceed output_tokens; output_tokens must include them")
+        return self
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+        """From an OpenAI chat-completions ``usage`` object (cached tokens are inside prompt_tokens)."""
+        details = usage.get("prompt_tokens_details") or {}
+        out_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            cache_read_tokens=int(details.get("cached_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+        )
+
+    @classmethod
+    def from_anthropic(cls, usage: dict[str, Any]) -> Usage:
+        """From an Anthropic Messages ``usage`` object (its input_tokens exclude cache reads and writes)."""
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        write = int(usage.get("cache_creation_input_tokens") or 0)
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0) + read + write,
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+            output_tokens=int(usage.get("output_tokens") or 0),
+        )

@@ -1,0 +1,266 @@
+"""Structure-safe trimming of chat histories.
+
+A policy takes a history and returns a shorter one. Every policy keeps three promises:
+
+* **tool structure** — an assistant message with ``tool_calls`` and the tool messages
+  answering it are kept or dropped together, so no call is left unanswered and no
+  result is orphaned (providers reject such histories);
+* **system and pinned messages** — ``system``/``developer`` messages and messages with
+  ``pinned=True`` are never dropped or altered (a turn holding one is kept whole);
+* **order** — what is kept stays in its original order; nothing is reordered.
+
+Policies compose: :class:`TrimPipeline` runs several in order and is itself a policy::
+
+    policy = TrimPipeline([TruncateToolOutputs(300), KeepLastTurns(8), TokenWindow(4000)])
+    history = policy.apply(history)
+
+The unit that is dropped is a *turn* as :func:`ctxkit.assembly.group_turns` splits it
+(a user message and everything up to the next user/system message), which also
+validates the tool-call structure of the input.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from ctxkit.assembly import group_turns
+from ctxkit.errors import InvalidInputError, SectionOverBudgetError
+from ctxkit.messages import Message
+from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter
+
+__all__ = [
+    "BaseHistoryPolicy",
+    "HistoryPolicy",
+    "KeepLastTurns",
+    "TokenWindow",
+    "TrimPipeline",
+    "TrimReport",
+    "TruncateToolOutputs",
+    "is_mandatory_turn",
+]
+
+DEFAULT_MARKER = "[ctxkit: cut {cut} of {total} tokens from this tool output{where}]"
+
+
+@runtime_checkable
+class HistoryPolicy(Protocol):
+    """Anything that shortens a history while keeping its structure valid."""
+
+    def apply(self, history: Sequence[Message]) -> list[Message]: ...
+
+
+class TrimReport(BaseModel):
+    """What a policy did: messages and tokens before and after, what it dropped and cut."""
+
+    model_config = ConfigDict(frozen=True)
+
+    messages_before: int
+    messages_after: int
+    tokens_before: int
+    tokens_after: int
+    turns_dropped: int
+    messages_truncated: int
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.tokens_before - self.tokens_after
+
+
+def is_mandatory_turn(turn: Sequence[Message]) -> bool:
+    """A turn that no policy may drop: it holds a system/developer message or a pinned one."""
+    return any(m.pinned or m.role in ("system", "developer") for m in turn)
+
+
+class BaseHistoryPolicy(ABC):
+    """Base class: implement :meth:`_apply_turns`; ``apply`` validates and flattens."""
+
+    def apply(self, history: Sequence[Message]) -> list[Message]:
+        """The trimmed history (a new list; the input is not changed)."""
+        turns = group_turns(history)
+        out = self._apply_turns(turns)
+        return [m for t in out for m in t]
+
+    def apply_with_report(
+        self, history: Sequence[Message], *, counter: ChatCounter | str = "gpt-4o"
+    ) -> tuple[list[Message], TrimReport]:
+        """The trimmed history and a :class:`TrimReport` measured with ``counter``."""
+        c = get_chat_counter(counter) if isinstance(counter, str) else counter
+        turns = group_turns(history)
+        out_turns = self._apply_turns(turns)
+        out = [m for t in out_turns for m in t]
+        before_ids = {id(m) for m in history}
+        truncated = sum(1 for m in out if id(m) not in before_ids)
+        dropped = len(turns) - len(out_turns)
+        report = TrimReport(
+            messages_before=len(history),
+            messages_after=len(out),
+            tokens_before=c.count_messages(list(history)),
+            tokens_after=c.count_messages(out),
+            turns_dropped=dropped,
+            messages_truncated=truncated,
+        )
+        return out, report
+
+    @abstractmethod
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        """Return the turns to keep (possibly with messages replaced by shortened copies)."""
+
+    def __or__(self, other: HistoryPolicy) -> TrimPipeline:
+        return TrimPipeline([self, other])
+
+
+class KeepLastTurns(BaseHistoryPolicy):
+    """Keep the newest ``n`` turns verbatim, plus every system/pinned turn wherever it is."""
+
+    def __init__(self, n: int) -> None:
+        if not isinstance(n, int) or n < 0:
+            raise InvalidInputError(f"KeepLastTurns(n) needs an int >= 0, got {n!r}")
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"KeepLastTurns({self.n})"
+
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        droppable = [i for i, t in enumerate(turns) if not is_mandatory_turn(t)]
+        keep = set(droppable[max(0, len(droppable) - self.n) :]) if self.n else set()
+        return [t for i, t in enumerate(turns) if i in keep or is_mandatory_turn(t)]
+
+
+class TokenWindow(BaseHistoryPolicy):
+    """Fit the history into ``max_tokens`` (as the chat counter counts the whole request).
+
+    System and pinned turns are always kept; then the newest turns are kept while they
+    fit, stopping at the first that does not, so the kept history has no gaps. When the
+    mandatory turns alone exceed the window, :class:`~ctxkit.errors.SectionOverBudgetError`
+    is raised rather than silently breaking a promise.
+    """
+
+    def __init__(self, max_tokens: int, *, counter: ChatCounter | str = "gpt-4o") -> None:
+        if not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise InvalidInputError(f"TokenWindow(max_tokens) needs an int > 0, got {max_tokens!r}")
+        self.max_tokens = max_tokens
+        self.counter: ChatCounter = get_chat_counter(counter) if isinstance(counter, str) else counter
+
+    def __repr__(self) -> str:
+        return f"TokenWindow({self.max_tokens})"
+
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        cost = self.counter.message_tokens
+        costs = [sum(cost(m) for m in t) for t in turns]
+        room = self.max_tokens - self.counter.base_tokens
+        mandatory = [is_mandatory_turn(t) for t in turns]
+        need = sum(c for c, m in zip(costs, mandatory, strict=True) if m)
+        if need > room:
+            raise SectionOverBudgetError(
+                "history (system and pinned messages)",
+                need,
+                max(room, 0),
+                hint="Unpin some messages, shorten the system prompt, or raise the window.",
+            )
+        room -= need
+        keep = list(mandatory)
+        for i in range(len(turns) - 1, -1, -1):
+            if mandatory[i]:
+                continue
+            if costs[i] > room:
+                break
+            keep[i] = True
+            room -= costs[i]
+        out = [t for t, k in zip(turns, keep, strict=True) if k]
+        # Per-message counts are additive for the counters ctxkit ships; verify the whole.
+        while self.counter.count_messages([m for t in out for m in t]) > self.max_tokens:
+            idx = next((i for i, t in enumerate(out) if not is_mandatory_turn(t)), None)
+            if idx is None:
+                raise SectionOverBudgetError("history (system and pinned messages)", need, self.max_tokens)
+            del out[idx]
+        return out
+
+
+class TruncateToolOutputs(BaseHistoryPolicy):
+    """Shorten tool results longer than ``max_tokens``, with a marker saying what was cut.
+
+    ``keep="head"`` keeps the beginning; ``"head_tail"`` keeps the beginning and the end
+    (often where an error or a total is). The marker text (``marker``, with ``{cut}``,
+    ``{total}`` and ``{where}`` fields) is added on top of the kept tokens. Pinned tool
+    messages are left alone. Tool messages are replaced, never dropped, so the call
+    structure is untouched.
+    """
+
+    def __init__(
+        self,
+        max_tokens: int,
+        *,
+        keep: Literal["head", "head_tail"] = "head_tail",
+        tokenizer: Tokenizer | str = "gpt-4o",
+        marker: str = DEFAULT_MARKER,
+    ) -> None:
+        from ctxkit.tokenizers import get_tokenizer
+
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidInputError(f"TruncateToolOutputs(max_tokens) needs an int >= 1, got {max_tokens!r}")
+        if keep not in ("head", "head_tail"):
+            raise InvalidInputError(f"keep must be 'head' or 'head_tail', not {keep!r}")
+        self.max_tokens = max_tokens
+        self.keep = keep
+        self.tokenizer = get_tokenizer(tokenizer)
+        self.marker = marker
+
+    def __repr__(self) -> str:
+        return f"TruncateToolOutputs({self.max_tokens}, keep={self.keep!r})"
+
+    def truncate_text(self, text: str) -> str:
+        """``text`` itself when short enough, else its kept part(s) joined by the marker."""
+        tok = self.tokenizer
+        if tok.count(text) <= self.max_tokens:
+            return text
+        ids = tok.encode(text)
+        total = len(ids)
+        cut = total - self.max_tokens
+        if self.keep == "head":
+            head = tok.decode(ids[: self.max_tokens])
+            note = self.marker.format(cut=cut, total=total, where=" at the end")
+            return f"{head}\n{note}"
+        n_head = (self.max_tokens + 1) // 2
+        n_tail = self.max_tokens - n_head
+        head = tok.decode(ids[:n_head])
+        tail = tok.decode(ids[total - n_tail :]) if n_tail else ""
+        note = self.marker.format(cut=cut, total=total, where=" in the middle")
+        return f"{head}\n{note}\n{tail}" if tail else f"{head}\n{note}"
+
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        out: list[list[Message]] = []
+        for t in turns:
+            new_t: list[Message] = []
+            for m in t:
+                if m.role == "tool" and not m.pinned:
+                    text = self.truncate_text(m.content)
+                    if text != m.content:
+                        m = m.model_copy(update={"content": text})
+                new_t.append(m)
+            out.append(new_t)
+        return out
+
+
+class TrimPipeline(BaseHistoryPolicy):
+    """Several policies in order; itself a policy."""
+
+    def __init__(self, policies: Sequence[HistoryPolicy]) -> None:
+        flat: list[HistoryPolicy] = []
+        for p in policies:  # nested pipelines are flattened
+            if not isinstance(p, HistoryPolicy):
+                raise InvalidInputError(f"{p!r} is not a history policy (it needs an apply(history) method)")
+            flat.extend(p.policies if isinstance(p, TrimPipeline) else [p])
+        self.policies: list[HistoryPolicy] = flat
+
+    def __repr__(self) -> str:
+        return f"TrimPipeline({self.policies!r})"
+
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        history = [m for t in turns for m in t]
+        for p in self.policies:
+            history = p.apply(history)
+        return group_turns(history)

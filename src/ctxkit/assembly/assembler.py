@@ -349,6 +349,8 @@ class Assembler:
         assert best.chunk is not None
         tok = self.counter.tokenizer
         wrapper = tok.count(self._block(best.chunk.model_copy(update={"text": ""}), 0))
+        if room - wrapper - 2 < _MIN_TRUNCATED_TOKENS:
+            return 0
         text = tok.truncate(best.chunk.text, room - wrapper - 2)
         if not text.strip():
             return 0

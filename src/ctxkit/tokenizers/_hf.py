@@ -15,7 +15,11 @@ __all__ = ["HFTokenizer"]
 
 
 class HFTokenizer(BaseTokenizer):
-    """An exact tokenizer loaded from a ``tokenizer.json`` file (no download)."""
+    """An exact tokenizer loaded from a ``tokenizer.json`` file (no download).
+
+    Pass a ``tokenizers.Tokenizer`` you built yourself, or use :meth:`from_file`,
+    which turns off any padding or truncation saved in the file.
+    """
 
     def __init__(self, tokenizer: Any, *, name: str = "hf", cache_size: int = 200_000) -> None:
         super().__init__(name, cache_size=cache_size)
@@ -29,7 +33,11 @@ class HFTokenizer(BaseTokenizer):
             p = p / "tokenizer.json"
         if not p.is_file():
             raise ResourceError(f"no tokenizer.json at {str(p)!r}; pass the file or its folder.")
-        return cls(tokenizers.Tokenizer.from_file(str(p)), name=name or f"hf:{p.parent.name}")
+        tokenizer = tokenizers.Tokenizer.from_file(str(p))
+        # A tokenizer.json saved for training may pad or truncate; counting must do neither.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return cls(tokenizer, name=name or f"hf:{p.parent.name}")
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)

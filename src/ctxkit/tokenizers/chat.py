@@ -158,7 +158,12 @@ class TemplateChatCounter:
         self._probe = Message.system("x")
         self._cache: dict[Message, int] = {}
         one = self._count_raw([self._probe])
-        self._base = 2 * one - self._count_raw([self._probe, self._probe])
+        with_system = 2 * one - self._count_raw([self._probe, self._probe])
+        # Some templates (SmolLM2's) insert a default system prompt when the list has
+        # none; the fixed overhead is the larger of the two so packing stays conservative.
+        user = Message.user("x")
+        without_system = self._count_raw([user]) - self.message_tokens(user)
+        self._base = max(with_system, without_system)
 
     def _count_raw(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
         result = self._formatter(

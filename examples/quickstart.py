@@ -29,15 +29,22 @@ def show_assembly() -> None:
     scores = lexical_scores(query, [p.text for p in paragraphs])
     top = sorted(range(len(paragraphs)), key=lambda i: -scores[i])[:50]
     chunks = [
-        Chunk(text=paragraphs[i].text, score=round(scores[i], 3), id=f"{paragraphs[i].doc_id}#{paragraphs[i].position}",
-              doc_id=paragraphs[i].doc_id, title=paragraphs[i].doc_id, position=paragraphs[i].position)
+        Chunk(
+            text=paragraphs[i].text,
+            score=round(scores[i], 3),
+            id=f"{paragraphs[i].doc_id}#{paragraphs[i].position}",
+            doc_id=paragraphs[i].doc_id,
+            title=paragraphs[i].doc_id,
+            position=paragraphs[i].position,
+        )
         for i in top
     ]
     history = list(chat_histories(40, 1)[0])
     print(f"== Budgeted assembly: {len(chunks)} retrieved essay paragraphs, a {len(history)}-message real chat ==")
     for limit in (1_000, 4_000, 16_000):
-        assembler = Assembler("gpt-4o", Budget.for_model("gpt-4o", max_input_tokens=limit, output_reserve=1_000),
-                              chunk_order="edges")
+        assembler = Assembler(
+            "gpt-4o", Budget.for_model("gpt-4o", max_input_tokens=limit, output_reserve=1_000), chunk_order="edges"
+        )
         t0 = time.perf_counter()
         prompt = assembler.assemble(
             system="You are a concise assistant. Answer from the context; cite document ids.",

@@ -53,7 +53,14 @@ def histories(draw: st.DrawFn) -> list[Message]:
         out.append(Message.user(draw(texts), pinned=draw(st.integers(0, 9)) == 0))
         if draw(st.booleans()):
             n_calls = draw(st.integers(1, 3))  # parallel tool calls
-            calls = [ToolCall(id=f"call_{next(ids)}", name="get_weather", arguments=json.dumps({"city": draw(st.text(max_size=10))})) for _ in range(n_calls)]
+            calls = [
+                ToolCall(
+                    id=f"call_{next(ids)}",
+                    name="get_weather",
+                    arguments=json.dumps({"city": draw(st.text(max_size=10))}),
+                )
+                for _ in range(n_calls)
+            ]
             out.append(Message.assistant(draw(texts), tool_calls=calls))
             results = [Message.tool(draw(texts), c.id) for c in calls]
             out.extend(draw(st.permutations(results)))
@@ -108,7 +115,7 @@ def test_never_over_budget_and_structure_intact(
             system=system, tools=tools, history=history, chunks=chunks, memory=memory, examples=examples, query=query
         )
     except SectionOverBudgetError as err:
-        assert err.needed > err.room
+        assert err.needed > err.room  # noqa: PT017 - a valid outcome, checked not expected
         event("mandatory section over budget")
         return
     event(f"assembled; dropped or truncated {'some' if prompt.audit else 'none'}")
@@ -183,7 +190,7 @@ def test_history_keeps_newest_whole_turns_and_audits_the_rest() -> None:
     history = [m for i in range(30) for m in (Message.user(f"q{i} " * 20), Message.assistant(f"a{i} " * 20))]
     p = _asm(600).assemble(history=history, query="now?")
     kept = [m for m, s in zip(p.messages, p.section_of, strict=True) if s == "history"]
-    assert kept == history[-len(kept):]  # a contiguous suffix
+    assert kept == history[-len(kept) :]  # a contiguous suffix
     assert kept[0].role == "user"
     dropped = [a for a in p.audit if a.section == "history"]
     assert len(dropped) == (len(history) - len(kept)) // 2
@@ -207,7 +214,10 @@ def test_invalid_tool_structure_is_rejected_with_a_fix() -> None:
 
 
 def test_chunks_packed_by_value_ordered_and_deduplicated() -> None:
-    chunks = [Chunk(text=f"fact number {i} " * 10, score=float(i), id=f"c{i}", doc_id=f"d{i % 2}", position=i) for i in range(10)]
+    chunks = [
+        Chunk(text=f"fact number {i} " * 10, score=float(i), id=f"c{i}", doc_id=f"d{i % 2}", position=i)
+        for i in range(10)
+    ]
     chunks.append(Chunk(text=chunks[9].text, score=9.0, id="dup"))
     p = _asm(300).assemble(chunks=chunks, query="q")
     final = p.messages[-1].content
@@ -262,8 +272,14 @@ def test_renders_to_openai_and_anthropic() -> None:
         Message.tool("18C, sunny", "toolu_1"),
         Message.assistant("It is 18C and sunny."),
     ]
-    p = _asm(4000).assemble(system="Be brief.", tools=[WEATHER], history=history, memory="User likes Paris.",
-                            chunks=[Chunk(text="Paris is in France.", score=1, id="k1")], query="And tomorrow?")
+    p = _asm(4000).assemble(
+        system="Be brief.",
+        tools=[WEATHER],
+        history=history,
+        memory="User likes Paris.",
+        chunks=[Chunk(text="Paris is in France.", score=1, id="k1")],
+        query="And tomorrow?",
+    )
     o = p.to_openai()
     assert o["messages"][0] == {"role": "system", "content": "Be brief."}
     assert o["tools"][0]["function"]["name"] == "get_weather"

@@ -50,7 +50,9 @@ def test_gguf_tokenizer_roundtrip() -> None:
 
 def test_assembled_prompt_fits_what_llama_cpp_sees(llm: Any) -> None:
     budget = Budget.for_model("smollm2-135m-instruct", max_input_tokens=400, output_reserve=64)
-    history = [m for i in range(20) for m in (Message.user(f"question {i} " * 10), Message.assistant(f"answer {i} " * 10))]
+    history = [
+        m for i in range(20) for m in (Message.user(f"question {i} " * 10), Message.assistant(f"answer {i} " * 10))
+    ]
     chunks = [Chunk(text=f"fact {i}: " + "lorem ipsum " * 15, score=1.0 / (i + 1), id=f"f{i}") for i in range(12)]
     prompt = Assembler("smollm2-135m-instruct", budget).assemble(
         system="Answer briefly.", history=history, chunks=chunks, query="Which fact is first?"

@@ -16,9 +16,25 @@ from ctxkit import errors
 ROOT = Path(__file__).resolve().parents[1]
 
 OPTIONAL = [
-    "torch", "transformers", "sentence_transformers", "faiss", "bm25s", "llama_cpp", "llmlingua",
-    "openai", "anthropic", "langchain_core", "llama_index", "opentelemetry", "qdrant_client",
-    "matplotlib", "pandas", "tokenizers", "typer", "tqdm", "httpx",
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "faiss",
+    "bm25s",
+    "llama_cpp",
+    "llmlingua",
+    "openai",
+    "anthropic",
+    "langchain_core",
+    "llama_index",
+    "opentelemetry",
+    "qdrant_client",
+    "matplotlib",
+    "pandas",
+    "tokenizers",
+    "typer",
+    "tqdm",
+    "httpx",
 ]
 
 
@@ -70,3 +86,7 @@ def test_quickstart_runs_offline() -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "gpt-4o" in out.stdout and "total" in out.stdout
+
+
+def test_all_matches_the_lazy_name_map() -> None:
+    assert set(ctxkit.__all__) == {*ctxkit._NAMES, "__version__"}

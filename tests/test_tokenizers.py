@@ -28,7 +28,9 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("name", sorted(OFFLINE_ENCODINGS))
-def test_offline_file_is_verified_and_real_tiktoken_loads(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_file_is_verified_and_real_tiktoken_loads(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     path = ensure_offline_tiktoken(name)
     assert path.parent == tmp_path

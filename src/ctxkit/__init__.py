@@ -63,7 +63,37 @@ _NAMES: dict[str, str] = {
     "register_model": "ctxkit.models",
 }
 
-__all__ = sorted([*_NAMES, "__version__"])
+__all__ = [
+    "AssembledPrompt",
+    "Assembler",
+    "AuditRecord",
+    "BackendError",
+    "Budget",
+    "BudgetError",
+    "BudgetExceededError",
+    "Chunk",
+    "CtxkitError",
+    "InvalidInputError",
+    "Message",
+    "MissingDependencyError",
+    "ModelInfo",
+    "ResourceError",
+    "SectionBudget",
+    "SectionOverBudgetError",
+    "SectionReport",
+    "Tokenizer",
+    "ToolCall",
+    "ToolSpec",
+    "UnknownNameError",
+    "UsageError",
+    "__version__",
+    "assemble",
+    "count_tokens",
+    "get_chat_counter",
+    "get_model",
+    "get_tokenizer",
+    "register_model",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -118,7 +118,9 @@ class Budget(BaseModel):
         for name, spec in (sections or {}).items():
             if name not in SECTION_NAMES:
                 raise InvalidInputError(f"unknown section {name!r}; sections are {list(SECTION_NAMES)}")
-            merged[name] = spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
+            merged[name] = (
+                spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
+            )
         return cls(
             context_window=info.context_window,
             output_reserve=reserve,

@@ -147,16 +147,14 @@ def to_messages(record: dict[str, Any]) -> list[Message]:
         role = _ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
             raise ValueError(f"unknown ShareGPT speaker {turn.get('from')!r} in record {record.get('id')!r}")
-        out.append(Message(role=role, content=str(turn.get("value") or "")))  # type: ignore[arg-type]
+        out.append(Message(role=role, content=str(turn.get("value") or "")))
     return out
 
 
 def _alternating(messages: Sequence[Message]) -> bool:
     if not messages or messages[0].role != "user":
         return False
-    return all(
-        m.content.strip() and m.role == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages)
-    )
+    return all(m.content.strip() and m.role == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages))
 
 
 @lru_cache(maxsize=8)
@@ -200,8 +198,51 @@ def chat_message_texts(limit: int = 2000) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- scoring
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an and are as at be but by do for from has have how i if in is it its of on or so that the their "
-    "there they this to was we what when which who why will with you your".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "do",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "so",
+        "that",
+        "the",
+        "their",
+        "there",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
 )
 
 

@@ -93,10 +93,7 @@ class SectionOverBudgetError(BudgetError):
         self.section = section
         self.needed = needed
         self.room = room
-        msg = (
-            f"section {section!r} is mandatory and needs {needed} tokens, "
-            f"but only {room} tokens are left for it. "
-        )
+        msg = f"section {section!r} is mandatory and needs {needed} tokens, but only {room} tokens are left for it. "
         msg += hint or (
             "Shorten it, raise the budget's context window or lower its output reserve, "
             f"or mark {section!r} as not required so it may be truncated or dropped."

@@ -33,7 +33,9 @@ class ModelInfo(BaseModel):
     local: bool = False
 
 
-def _m(name: str, provider: str, ctx: int, out: int, tok: str, fmt: ChatFormat = "openai", local: bool = False) -> ModelInfo:
+def _m(
+    name: str, provider: str, ctx: int, out: int, tok: str, fmt: ChatFormat = "openai", local: bool = False
+) -> ModelInfo:
     return ModelInfo(
         name=name, provider=provider, context_window=ctx, max_output=out, tokenizer=tok, chat_format=fmt, local=local
     )

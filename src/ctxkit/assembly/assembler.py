@@ -80,7 +80,9 @@ def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
     open_calls: set[str] = set()
     for i, m in enumerate(messages):
         if not isinstance(m, Message):
-            raise InvalidInputError(f"history[{i}] is a {type(m).__name__}, not a ctxkit Message; build it with Message(...)")
+            raise InvalidInputError(
+                f"history[{i}] is a {type(m).__name__}, not a ctxkit Message; build it with Message(...)"
+            )
         if m.role == "tool":
             if m.tool_call_id not in open_calls:
                 raise InvalidInputError(
@@ -145,7 +147,9 @@ class Assembler:
         self.truncate_chunks = truncate_chunks
 
     def __repr__(self) -> str:
-        return f"Assembler(model={self.model!r}, input_limit={self.budget.input_limit}, chunk_order={self.chunk_order!r})"
+        return (
+            f"Assembler(model={self.model!r}, input_limit={self.budget.input_limit}, chunk_order={self.chunk_order!r})"
+        )
 
     # ------------------------------------------------------------------ measure
     def _msg_items(self, section: str, groups: Iterable[list[Message]], prefix: str) -> list[_Item]:
@@ -217,15 +221,11 @@ class Assembler:
             mandatory = items[s] if specs[s].required else [i for i in items[s] if i.pinned]
             need = sum(i.cost for i in mandatory)
             if need > room:
-                raise SectionOverBudgetError(
-                    s if specs[s].required else f"{s} (pinned)", need, max(room, 0)
-                )
+                raise SectionOverBudgetError(s if specs[s].required else f"{s} (pinned)", need, max(room, 0))
             room -= need
             st.kept[s].extend(mandatory)
         # floors of optional sections, reserved before higher sections take the rest
-        floors = {
-            s: min(specs[s].min_tokens, st.offered[s]) for s in SECTION_NAMES if not specs[s].required
-        }
+        floors = {s: min(specs[s].min_tokens, st.offered[s]) for s in SECTION_NAMES if not specs[s].required}
 
         # ---- fill optional sections by priority
         for s in order:
@@ -251,13 +251,20 @@ class Assembler:
                 raise InvalidInputError(f"chunks[{i}] is a {type(c).__name__}; wrap text as Chunk(text=..., score=...)")
             label = c.id or f"chunk[{i}]"
             if not c.text.strip():
-                st.audit.append(AuditRecord(section="retrieved", item=label, action="dropped", tokens=0, reason="empty text"))
+                st.audit.append(
+                    AuditRecord(section="retrieved", item=label, action="dropped", tokens=0, reason="empty text")
+                )
                 st.offered_items["retrieved"] += 1
                 continue
             if c.text in seen:
                 st.audit.append(
-                    AuditRecord(section="retrieved", item=label, action="dropped", tokens=0,
-                                reason=f"exact duplicate of {seen[c.text]}")
+                    AuditRecord(
+                        section="retrieved",
+                        item=label,
+                        action="dropped",
+                        tokens=0,
+                        reason=f"exact duplicate of {seen[c.text]}",
+                    )
                 )
                 st.offered_items["retrieved"] += 1
                 continue
@@ -336,8 +343,14 @@ class Assembler:
         cost = self.counter.message_tokens(new)
         st.kept[it.section].append(_Item(it.section, it.label, [new], cost, truncated_from=it.cost))
         st.audit.append(
-            AuditRecord(section=it.section, item=it.label, action="truncated", tokens=it.cost, kept_tokens=cost,
-                        reason=f"needs {it.cost} tokens; the allotment is {allot}")
+            AuditRecord(
+                section=it.section,
+                item=it.label,
+                action="truncated",
+                tokens=it.cost,
+                kept_tokens=cost,
+                reason=f"needs {it.cost} tokens; the allotment is {allot}",
+            )
         )
         return cost
 
@@ -360,13 +373,22 @@ class Assembler:
         if cost > room:
             return 0
         # replace the drop record written by the packer with a truncation record
-        st.audit[:] = [a for a in st.audit if not (a.section == "retrieved" and a.item == best.label and a.action == "dropped")]
+        st.audit[:] = [
+            a for a in st.audit if not (a.section == "retrieved" and a.item == best.label and a.action == "dropped")
+        ]
         st.audit.append(
-            AuditRecord(section="retrieved", item=best.label, action="truncated", tokens=best.cost, kept_tokens=cost,
-                        reason=f"best unpacked chunk cut to the {room} tokens left")
+            AuditRecord(
+                section="retrieved",
+                item=best.label,
+                action="truncated",
+                tokens=best.cost,
+                kept_tokens=cost,
+                reason=f"best unpacked chunk cut to the {room} tokens left",
+            )
         )
-        st.kept["retrieved"].append(_Item("retrieved", best.label, [], cost, best.value, chunk=chunk, block=block,
-                                          truncated_from=best.cost))
+        st.kept["retrieved"].append(
+            _Item("retrieved", best.label, [], cost, best.value, chunk=chunk, block=block, truncated_from=best.cost)
+        )
         return cost
 
     # ------------------------------------------------------------------ lay out + verify
@@ -422,7 +444,9 @@ class Assembler:
                 return True
         return False
 
-    def _finish(self, st: _State, tools: list[ToolSpec], query_msg: Message, budget: Budget, header_cost: int) -> AssembledPrompt:
+    def _finish(
+        self, st: _State, tools: list[ToolSpec], query_msg: Message, budget: Budget, header_cost: int
+    ) -> AssembledPrompt:
         limit = budget.input_limit
         while True:
             msgs, section_of = self._render(st, query_msg, header_cost)
@@ -446,8 +470,13 @@ class Assembler:
             if s == "retrieved" and any(i.chunk is not None for i in kept):
                 used += header_cost
             reports[s] = SectionReport(
-                name=s, requested=st.offered[s], used=used, cap=st.caps[s],
-                items_kept=len(kept), items_dropped=dropped[s], items_truncated=truncated[s],
+                name=s,
+                requested=st.offered[s],
+                used=used,
+                cap=st.caps[s],
+                items_kept=len(kept),
+                items_dropped=dropped[s],
+                items_truncated=truncated[s],
             )
         return AssembledPrompt(
             model=self.model,

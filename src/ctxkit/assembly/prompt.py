@@ -129,12 +129,22 @@ class AssembledPrompt(BaseModel):
         rows = [("section", "used", "cap", "offered", "kept", "dropped", "truncated")]
         for s in self.sections.values():
             rows.append(
-                (s.name, str(s.used), str(s.cap), str(s.requested), str(s.items_kept),
-                 str(s.items_dropped), str(s.items_truncated))
+                (
+                    s.name,
+                    str(s.used),
+                    str(s.cap),
+                    str(s.requested),
+                    str(s.items_kept),
+                    str(s.items_dropped),
+                    str(s.items_truncated),
+                )
             )
         rows.append(("total", str(self.total_tokens), str(self.input_limit), "", "", "", ""))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+        lines = [
+            "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
+            for r in rows
+        ]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         return "\n".join(lines)
@@ -145,13 +155,19 @@ class AssembledPrompt(BaseModel):
     def _repr_html_(self) -> str:
         limit = max(self.input_limit, 1)
         colors = {
-            "system": "#4C78A8", "tools": "#72B7B2", "examples": "#B279A2", "memory": "#9D755D",
-            "history": "#F58518", "retrieved": "#54A24B", "query": "#E45756",
+            "system": "#4C78A8",
+            "tools": "#72B7B2",
+            "examples": "#B279A2",
+            "memory": "#9D755D",
+            "history": "#F58518",
+            "retrieved": "#54A24B",
+            "query": "#E45756",
         }
         bar = "".join(
             f'<div title="{html.escape(s.name)}: {s.used} tokens" style="width:{100 * s.used / limit:.2f}%;'
             f'background:{colors.get(s.name, "#999")}"></div>'
-            for s in self.sections.values() if s.used
+            for s in self.sections.values()
+            if s.used
         )
         rows = "".join(
             f"<tr><td>{html.escape(s.name)}</td><td>{s.used}</td><td>{s.cap}</td><td>{s.requested}</td>"
@@ -169,6 +185,10 @@ class AssembledPrompt(BaseModel):
             f'<div style="display:flex;height:14px;width:100%;background:#eee;margin:4px 0">{bar}</div>'
             "<table><tr><th>section</th><th>used</th><th>cap</th><th>offered</th><th>kept</th>"
             f"<th>dropped</th><th>truncated</th></tr>{rows}</table>"
-            + (f"<details><summary>{len(self.audit)} audit records</summary><ul>{audit}</ul></details>" if audit else "")
+            + (
+                f"<details><summary>{len(self.audit)} audit records</summary><ul>{audit}</ul></details>"
+                if audit
+                else ""
+            )
             + "</div>"
         )

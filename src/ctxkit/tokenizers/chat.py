@@ -153,7 +153,8 @@ class TemplateChatCounter:
             from ctxkit.errors import InvalidInputError
 
             raise InvalidInputError("TemplateChatCounter needs a GGUFTokenizer (spec 'gguf:<path>')")
-        self.tokenizer: GGUFTokenizer = tokenizer
+        self.gguf: GGUFTokenizer = tokenizer
+        self.tokenizer: Tokenizer = tokenizer
         self._formatter = _template_formatter(tokenizer.llama)
         self._probe = Message.system("x")
         self._cache: dict[Message, int] = {}
@@ -170,7 +171,7 @@ class TemplateChatCounter:
             messages=[m.to_openai() for m in messages],
             tools=[t.to_openai() for t in tools] or None,
         )
-        return len(self.tokenizer.encode_special(result.prompt, add_bos=not result.added_special))
+        return len(self.gguf.encode_special(result.prompt, add_bos=not result.added_special))
 
     @property
     def base_tokens(self) -> int:

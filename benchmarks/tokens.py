@@ -80,15 +80,13 @@ def _import_stats(runs: int) -> dict[str, Any]:
         import_ms.append(data["import_ms"])
         first_ms.append(data["first_count_ms"])
     # which optional modules does a bare `import ctxkit` pull in?
-    probe = (
-        "import sys; import ctxkit; "
-        f"print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
-    )
+    probe = f"import sys; import ctxkit; print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     heavy.update(x for x in out.stdout.strip().split(",") if x)
     # -X importtime: ctxkit's cumulative self-reported import time, for cross-checking
-    it = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ctxkit"], capture_output=True, text=True,
-                        check=True, env=env)
+    it = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import ctxkit"], capture_output=True, text=True, check=True, env=env
+    )
     cumulative_us = 0
     for line in it.stderr.splitlines():
         parts = [p.strip() for p in line.split("|")]

@@ -1,0 +1,445 @@
+"""The ledger: every model call as a :class:`CallRecord`, with budgets, reports and exports."""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ctxkit.errors import InvalidInputError
+from ctxkit.pricing import PriceBook, default_price_book
+from ctxkit.telemetry.budgets import WorkflowBudget, check, enforce
+from ctxkit.telemetry.record import CallRecord
+from ctxkit.telemetry.report import Report, build_report
+from ctxkit.usage import Usage
+
+if TYPE_CHECKING:
+    from ctxkit.assembly import AssembledPrompt
+
+__all__ = ["CallTimer", "Ledger"]
+
+logger = logging.getLogger("ctxkit.telemetry")
+
+_UNSET: Any = object()
+_ZERO = Decimal(0)
+
+Hook = Callable[[CallRecord], None]
+
+
+class CallTimer:
+    """Times one call inside :meth:`Ledger.track`; set ``usage`` (and anything else) before the block ends."""
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._first: float | None = None
+        self.usage: Usage | None = None
+        self.fields: dict[str, Any] = {}
+        self.record: CallRecord | None = None
+
+    def first_token(self) -> None:
+        """Mark the arrival of the first streamed token (sets ``ttft_s``)."""
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def set(self, **fields: Any) -> None:
+        """Extra :class:`CallRecord` fields for this call (``success``, ``route``, ``metadata``...)."""
+        self.fields.update(fields)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+class Ledger:
+    """Records of model calls, in order, thread-safe.
+
+    ``record(...)`` prices the call from the price book when no ``cost`` is given,
+    checks the workflow's budgets, appends the record to ``path`` (JSON lines) if
+    given, and calls every hook (e.g. :class:`~ctxkit.telemetry.OTelExporter`).
+    Reports, exports and plots read the records.
+    """
+
+    def __init__(
+        self,
+        *,
+        price_book: PriceBook | None = None,
+        budgets: Iterable[WorkflowBudget] = (),
+        path: str | Path | None = None,
+        hooks: Iterable[Hook] = (),
+    ) -> None:
+        self.price_book = price_book if price_book is not None else default_price_book()
+        self._lock = threading.RLock()
+        self._records: list[CallRecord] = []
+        self._budgets: list[WorkflowBudget] = list(budgets)
+        self._hooks: list[Hook] = list(hooks)
+        self.path = Path(path) if path is not None else None
+
+    # ------------------------------------------------------------------ configuration
+    def set_budget(self, budget: WorkflowBudget | None = None, /, **limits: Any) -> WorkflowBudget:
+        """Set (replace) the budget of a workflow: ``ledger.set_budget(workflow="qa", max_cost_per_day="5")``."""
+        if budget is None:
+            try:
+                budget = WorkflowBudget.model_validate(limits)
+            except ValidationError as exc:
+                raise InvalidInputError(f"bad workflow budget: {exc}") from exc
+        with self._lock:
+            self._budgets = [b for b in self._budgets if b.workflow != budget.workflow] + [budget]
+        return budget
+
+    @property
+    def budgets(self) -> tuple[WorkflowBudget, ...]:
+        with self._lock:
+            return tuple(self._budgets)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(record)`` on every new record (exporters, live dashboards)."""
+        with self._lock:
+            self._hooks.append(hook)
+
+    # ------------------------------------------------------------------ recording
+    def record(
+        self,
+        record: CallRecord | None = None,
+        /,
+        *,
+        model: str | None = None,
+        workflow: str = "default",
+        usage: Usage | Mapping[str, int] | None = None,
+        cost: Decimal | None = _UNSET,
+        backend: str = "",
+        provider: str = "",
+        latency_s: float | None = None,
+        ttft_s: float | None = None,
+        decision: Any = None,
+        route: str | None = None,
+        route_reason: str | None = None,
+        escalated: bool | None = None,
+        attempts: int = 1,
+        local: bool | None = None,
+        cache_hit: bool | None = None,
+        uncompressed_input_tokens: int | None = None,
+        prompt: AssembledPrompt | None = None,
+        sections: Mapping[str, int] | None = None,
+        retrieved_ids: Sequence[str] | None = None,
+        gold_ids: Iterable[str] | None = None,
+        retrieval_hit: bool | None = None,
+        success: bool | None = None,
+        error: str | BaseException | None = None,
+        task_id: str | None = None,
+        operation: str = "chat",
+        timestamp: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CallRecord:
+        """Record one call and return its :class:`CallRecord`.
+
+        Pass a ready ``CallRecord``, or the fields. ``usage=None`` means the caller had no
+        token counts (``usage_reported=False``, cost unknown). Without ``cost`` the price
+        book prices ``usage`` on ``model`` (``None`` if unknown). ``decision`` takes a
+        :class:`ctxkit.dispatch.RouteDecision` (route, reason, router, escalated).
+        ``prompt`` takes the :class:`~ctxkit.assembly.AssembledPrompt` that was sent, for
+        tokens by section. ``retrieved_ids`` with ``gold_ids`` set ``retrieval_hit``.
+
+        Raises :class:`~ctxkit.telemetry.WorkflowBudgetExceededError` after recording when a
+        ``raise`` budget is exceeded; warns :class:`~ctxkit.telemetry.BudgetWarning` for ``warn``.
+        """
+        if record is None:
+            if not model:
+                raise InvalidInputError("Ledger.record needs model=... (the model that answered) or a CallRecord")
+            record = self._build(
+                model=model, workflow=workflow, usage=usage, cost=cost, backend=backend, provider=provider,
+                latency_s=latency_s, ttft_s=ttft_s, decision=decision, route=route, route_reason=route_reason,
+                escalated=escalated, attempts=attempts, local=local, cache_hit=cache_hit,
+                uncompressed_input_tokens=uncompressed_input_tokens, prompt=prompt, sections=sections,
+                retrieved_ids=retrieved_ids, gold_ids=gold_ids, retrieval_hit=retrieval_hit, success=success,
+                error=error, task_id=task_id, operation=operation, timestamp=timestamp, metadata=metadata,
+            )
+        elif not isinstance(record, CallRecord):
+            raise InvalidInputError(f"Ledger.record takes a CallRecord or keyword fields, not {type(record).__name__}")
+        return self._append(record)
+
+    def _build(self, **f: Any) -> CallRecord:
+        usage_in = f["usage"]
+        reported = usage_in is not None
+        if usage_in is None:
+            usage = Usage()
+        elif isinstance(usage_in, Usage):
+            usage = usage_in
+        else:
+            try:
+                usage = Usage.model_validate(dict(usage_in))
+            except ValidationError as exc:
+                raise InvalidInputError(f"bad usage for Ledger.record: {exc}") from exc
+        model: str = f["model"]
+        price = self.price_book.get(model)
+        cost = f["cost"]
+        if cost is _UNSET:
+            cost = price.cost(usage) if (price is not None and reported) else None
+        decision = f["decision"]
+        route, reason, escalated, router = f["route"], f["route_reason"], f["escalated"], None
+        if decision is not None:
+            route = route if route is not None else getattr(decision, "route", None)
+            reason = reason if reason is not None else getattr(decision, "reason", None)
+            router = getattr(decision, "router", None) or None
+            if escalated is None:
+                escalated = bool(getattr(decision, "escalated", False))
+        sections = dict(f["sections"] or {})
+        prompt = f["prompt"]
+        uncompressed = f["uncompressed_input_tokens"]
+        if prompt is not None and not sections:
+            sections = {name: s.used for name, s in prompt.sections.items()}
+        hit = f["retrieval_hit"]
+        if hit is None and f["gold_ids"] is not None and f["retrieved_ids"] is not None:
+            gold = set(f["gold_ids"])
+            hit = any(i in gold for i in f["retrieved_ids"])
+        err = f["error"]
+        if isinstance(err, BaseException):
+            err = f"{type(err).__name__}: {err}"
+        local = f["local"]
+        if local is None:
+            local = bool(price is not None and price.local)
+        fields: dict[str, Any] = {
+            "model": model, "workflow": f["workflow"], "usage": usage, "usage_reported": reported, "cost": cost,
+            "backend": f["backend"], "provider": f["provider"] or (price.provider if price is not None else ""),
+            "latency_s": f["latency_s"], "ttft_s": f["ttft_s"], "route": route, "route_reason": reason,
+            "router": router, "escalated": bool(escalated), "attempts": f["attempts"], "local": local,
+            "cache_hit": f["cache_hit"], "uncompressed_input_tokens": uncompressed, "sections": sections,
+            "retrieval_hit": hit, "success": f["success"], "error": err, "task_id": f["task_id"],
+            "operation": f["operation"], "metadata": dict(f["metadata"] or {}),
+        }
+        if f["timestamp"] is not None:
+            fields["timestamp"] = f["timestamp"]
+        try:
+            return CallRecord.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidInputError(f"bad call record: {exc}") from exc
+
+    def record_result(self, result: Any, /, *, workflow: str = "default", **fields: Any) -> CallRecord:
+        """Record a :class:`ctxkit.dispatch.Result` (usage, cost, latency, ttft, route decision)."""
+        kw: dict[str, Any] = {
+            "model": getattr(result, "model", "") or fields.pop("model", ""),
+            "usage": getattr(result, "usage", None),
+            "backend": getattr(result, "backend", ""),
+            "latency_s": getattr(result, "latency_s", None),
+            "ttft_s": getattr(result, "ttft_s", None),
+            "decision": getattr(result, "decision", None),
+            "attempts": getattr(result, "attempts", 1),
+            "local": getattr(result, "local", None),
+        }
+        result_cost = getattr(result, "cost", None)
+        if result_cost is not None:
+            kw["cost"] = result_cost
+        if getattr(result, "finish_reason", None) == "error":
+            kw["error"] = "backend reported finish_reason=error"
+        kw.update(fields)
+        return self.record(workflow=workflow, **kw)
+
+    def _append(self, record: CallRecord) -> CallRecord:
+        with self._lock:
+            day = record.timestamp.date()
+            before = self._day_cost(record.workflow, day)
+            self._records.append(record)
+            budgets = [b for b in self._budgets if b.applies_to(record.workflow)]
+            hooks = list(self._hooks)
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(record.model_dump_json() + "\n")
+        after = before + (record.cost or _ZERO)
+        for hook in hooks:
+            try:
+                hook(record)
+            except Exception as exc:  # an exporter failure must not lose the record or break the app
+                logger.warning("telemetry hook %r failed on record %s: %s", hook, record.id, type(exc).__name__)
+        for budget in budgets:
+            violations = check(budget, record, before, after)
+            for v in violations:
+                logger.warning("%s", v.message())
+            enforce(budget, violations)
+        return record
+
+    def _day_cost(self, workflow: str, day: Any) -> Decimal:
+        costs = (
+            r.cost for r in self._records
+            if r.workflow == workflow and r.cost is not None and r.timestamp.date() == day
+        )
+        return sum(costs, _ZERO)
+
+    @contextmanager
+    def track(self, *, model: str, workflow: str = "default", **fields: Any) -> Iterator[CallTimer]:
+        """Time a call made in the block and record it at the end (with ``error`` if it raised)::
+
+            with ledger.track(model="gpt-4o-mini", workflow="qa") as call:
+                resp = client.chat.completions.create(...)
+                call.usage = Usage.from_openai(resp.usage.model_dump())
+        """
+        timer = CallTimer()
+        error: BaseException | None = None
+        try:
+            yield timer
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            elapsed = timer.elapsed
+            ttft = None if timer._first is None else min(timer._first - timer._t0, elapsed)
+            kw = {**fields, **timer.fields}
+            kw.setdefault("latency_s", elapsed)
+            kw.setdefault("ttft_s", ttft)
+            if error is not None:
+                kw.setdefault("error", error)
+            timer.record = self.record(model=model, workflow=workflow, usage=timer.usage, **kw)
+
+    def report_success(self, key: str, success: bool = True) -> int:
+        """Set the app's verdict on a task (by ``task_id``) or a call (by record id); returns records changed."""
+        changed = 0
+        with self._lock:
+            for i, r in enumerate(self._records):
+                if r.task_id == key or r.id == key:
+                    self._records[i] = r.model_copy(update={"success": success})
+                    changed += 1
+        if not changed:
+            raise InvalidInputError(f"no record with task_id or id {key!r}; pass task_id=... when recording")
+        return changed
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def records(self) -> tuple[CallRecord, ...]:
+        with self._lock:
+            return tuple(self._records)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self.records)
+
+    def filter(
+        self, *, workflow: str | None = None, model: str | None = None, since: datetime | None = None
+    ) -> list[CallRecord]:
+        return [
+            r for r in self.records
+            if (workflow is None or r.workflow == workflow)
+            and (model is None or r.model == model)
+            and (since is None or r.timestamp >= since)
+        ]
+
+    def total_usage(self, *, workflow: str | None = None) -> Usage:
+        total = Usage()
+        for r in self.filter(workflow=workflow):
+            total = total + r.usage
+        return total
+
+    def total_cost(self, *, workflow: str | None = None) -> Decimal | None:
+        """Exact total cost; ``None`` if any call's price is unknown."""
+        total = _ZERO
+        for r in self.filter(workflow=workflow):
+            if r.cost is None:
+                return None
+            total += r.cost
+        return total
+
+    def day_cost(self, workflow: str, day: datetime | None = None) -> Decimal:
+        """Known cost of ``workflow`` on the UTC day of ``day`` (today by default)."""
+        d = (day or datetime.now(UTC)).astimezone(UTC).date()
+        with self._lock:
+            return self._day_cost(workflow, d)
+
+    def report(self, *, baseline_model: str | None = None, by: tuple[str, ...] = ("workflow", "model")) -> Report:
+        """Per workflow and model: calls, tokens, cached share, cost, latency p50/p95, cost per successful
+        task, escalation rate, compression ratio, and savings vs ``baseline_model`` (the flagship)."""
+        return build_report(self.records, self.price_book, baseline_model=baseline_model, by=by)
+
+    # ------------------------------------------------------------------ exports
+    def to_jsonl(self, target: str | Path | IO[str]) -> int:
+        """Write every record as one JSON line (exact costs as strings); returns the count."""
+        records = self.records
+        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        if isinstance(target, str | Path):
+            Path(target).write_text(lines, encoding="utf-8")
+        else:
+            target.write(lines)
+        return len(records)
+
+    @classmethod
+    def from_jsonl(cls, source: str | Path | IO[str], **kwargs: Any) -> Ledger:
+        """A ledger holding the records of a JSON-lines file (budgets are not re-checked)."""
+        text = Path(source).read_text(encoding="utf-8") if isinstance(source, str | Path) else source.read()
+        ledger = cls(**kwargs)
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                ledger._records.append(CallRecord.model_validate_json(line))
+            except ValidationError as exc:
+                raise InvalidInputError(f"line {n} of the ledger file is not a call record: {exc}") from exc
+        return ledger
+
+    def to_dataframe(self) -> Any:
+        """The records as a pandas DataFrame, one row per call (extra ``viz``)."""
+        from ctxkit.telemetry.export import records_to_dataframe
+
+        return records_to_dataframe(self.records)
+
+    def to_otel(self, tracer_provider: Any = None) -> int:
+        """Emit every record as an OpenTelemetry span (GenAI semantic conventions; extra ``otel``)."""
+        from ctxkit.telemetry.export import OTelExporter
+
+        exporter = OTelExporter(tracer_provider)
+        for r in self.records:
+            exporter(r)
+        return len(self)
+
+    def plot_cost_over_time(self, ax: Any = None, *, by: str = "workflow") -> Any:
+        from ctxkit.telemetry.plots import plot_cost_over_time
+
+        return plot_cost_over_time(self.records, ax=ax, by=by)
+
+    def plot_tokens_by_section(self, ax: Any = None) -> Any:
+        from ctxkit.telemetry.plots import plot_tokens_by_section
+
+        return plot_tokens_by_section(self.records, ax=ax)
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        cost = self.total_cost()
+        return f"Ledger({len(self)} calls, cost={'unknown' if cost is None else cost})"
+
+    def _repr_html_(self, last: int = 20) -> str:
+        records = self.records
+        rows = []
+        for r in records[-last:]:
+            u = r.usage
+            rows.append(
+                "<tr>" + "".join(
+                    f"<td>{html.escape(str(c))}</td>"
+                    for c in (
+                        r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), r.workflow, r.model, r.route or "",
+                        u.input_tokens, u.cache_read_tokens, u.output_tokens,
+                        "unknown" if r.cost is None else f"${r.cost}",
+                        "" if r.latency_s is None else f"{r.latency_s:.3f}",
+                        "" if r.success is None else r.success, r.error or "",
+                    )
+                ) + "</tr>"
+            )
+        head = "".join(
+            f"<th>{h}</th>" for h in
+            ("time (UTC)", "workflow", "model", "route", "in", "cached", "out", "cost", "latency s", "success", "error")
+        )
+        cost = self.total_cost()
+        return (
+            f"<div><b>Ledger</b>: {len(records)} calls, cost "
+            f"{'unknown (unpriced calls)' if cost is None else '$' + str(cost)}"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+            + (f"<p>showing the last {last}</p>" if len(records) > last else "")
+            + "</div>"
+        )
+

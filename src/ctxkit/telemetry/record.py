@@ -1,0 +1,119 @@
+"""One recorded model call: :class:`CallRecord`."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ctxkit.telemetry.redact import redact, redact_text
+from ctxkit.usage import Usage
+
+__all__ = ["CallRecord"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallRecord(BaseModel):
+    """What one model call used, cost and achieved.
+
+    ``usage`` follows :class:`ctxkit.usage.Usage` (input *includes* cached tokens).
+    ``cost`` is exact; ``None`` means the price is unknown (never 0 for unknown).
+    ``timestamp`` is when the call ended (UTC); it started ``latency_s`` earlier.
+    ``usage_reported`` is False when the caller had no token counts (then ``usage`` is
+    all zeros and ``cost`` is ``None``). ``metadata``, ``error`` and ``route_reason`` are
+    scrubbed of secrets when the record is built.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=lambda: uuid4().hex)
+    timestamp: datetime = Field(default_factory=_now)
+    workflow: str = "default"
+    task_id: str | None = Field(default=None, description="groups the calls of one task (for cost per task)")
+    operation: Literal["chat", "text_completion", "embeddings", "generate_content"] = "chat"
+    model: str
+    backend: str = ""
+    provider: str = ""
+    local: bool = False
+    route: str | None = None
+    route_reason: str | None = None
+    router: str | None = None
+    escalated: bool = False
+    attempts: int = Field(default=1, ge=1)
+    usage: Usage = Field(default_factory=Usage)
+    usage_reported: bool = True
+    cost: Decimal | None = None
+    latency_s: float | None = Field(default=None, ge=0)
+    ttft_s: float | None = Field(default=None, ge=0)
+    cache_hit: bool | None = Field(default=None, description="defaults to usage.cache_read_tokens > 0")
+    uncompressed_input_tokens: int | None = Field(
+        default=None, ge=0, description="input tokens before compression (for the compression ratio and savings)"
+    )
+    sections: dict[str, int] = Field(default_factory=dict, description="prompt tokens by section")
+    retrieval_hit: bool | None = Field(default=None, description="a gold item was retrieved (when labels exist)")
+    success: bool | None = Field(default=None, description="the app's verdict on the task, when it reports one")
+    error: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _scrub_metadata(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        cleaned = redact(value)
+        return cleaned if isinstance(cleaned, dict) else {"value": cleaned}
+
+    @field_validator("error", "route_reason", mode="before")
+    @classmethod
+    def _scrub_text(cls, value: Any) -> Any:
+        return None if value is None else redact_text(str(value))
+
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _derive(self) -> CallRecord:
+        if self.cache_hit is None:
+            object.__setattr__(self, "cache_hit", self.usage.cache_read_tokens > 0)
+        if self.ttft_s is not None and self.latency_s is not None and self.ttft_s > self.latency_s + 1e-9:
+            raise ValueError("ttft_s cannot exceed latency_s: the first token arrives before the call ends")
+        return self
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Uncompressed input tokens / sent input tokens (2.0 = half the tokens sent); ``None`` if unknown."""
+        if self.uncompressed_input_tokens is None or self.usage.input_tokens == 0:
+            return None
+        return self.uncompressed_input_tokens / self.usage.input_tokens
+
+    @property
+    def started_at(self) -> datetime:
+        from datetime import timedelta
+
+        return self.timestamp - timedelta(seconds=self.latency_s or 0.0)
+
+    def _repr_html_(self) -> str:
+        u = self.usage
+        cost = "unknown" if self.cost is None else f"${self.cost}"
+        rows = [
+            ("workflow", self.workflow), ("model", self.model), ("backend", self.backend),
+            ("route", f"{self.route or ''} {('— ' + self.route_reason) if self.route_reason else ''}"),
+            ("tokens", f"in {u.input_tokens} (cache read {u.cache_read_tokens}, write {u.cache_write_tokens}), "
+                       f"out {u.output_tokens} (reasoning {u.reasoning_tokens})"),
+            ("cost", cost),
+            ("latency", "" if self.latency_s is None else f"{self.latency_s:.3f} s"),
+            ("ttft", "" if self.ttft_s is None else f"{self.ttft_s:.3f} s"),
+            ("success", "" if self.success is None else str(self.success)),
+            ("error", self.error or ""),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<div><b>CallRecord</b> <code>{html.escape(self.id)}</code><table>{body}</table></div>"

@@ -192,3 +192,19 @@ class AssembledPrompt(BaseModel):
             )
             + "</div>"
         )
+
+    # ------------------------------------------------------------------ cache prefix (ctxkit.cache)
+    # Delegates to ctxkit.cache.layout; see that module for the stability classes.
+    @property
+    def stable_prefix_fingerprint(self) -> str:
+        """SHA-256 of the stable prefix's wire bytes: equal fingerprints mean a shared cacheable prefix."""
+        from ctxkit.cache.layout import stable_prefix_fingerprint
+
+        return stable_prefix_fingerprint(self)
+
+    @property
+    def stable_prefix_tokens(self) -> int:
+        """Tokens in the stable prefix (everything before the first per-turn section), by the model's counter."""
+        from ctxkit.cache.layout import stable_prefix_tokens
+
+        return stable_prefix_tokens(self)

@@ -1,0 +1,463 @@
+"""Plan cache breakpoints and TTLs from the provider's rules and the prices.
+
+* **Anthropic** (:func:`plan_anthropic`): candidate breakpoints are the ends of the runs
+  of one stability class in the stable prefix (end of the static part, end of the
+  per-session part...). A candidate whose prefix is below the model's minimum
+  cacheable length is never marked (with an estimating tokenizer the *low* estimate
+  must clear the minimum). At most 4 are placed. Each gets the TTL — ``5m``, ``1h`` or
+  none — that minimises the expected cost of the tokens it adds, given how often the
+  prefix will be reused (:func:`choose_ttl`, from the write/read multipliers 1.25x /
+  2x / 0.1x); 1-hour breakpoints are kept before 5-minute ones, as the API requires.
+* **OpenAI** (:func:`plan_openai`): caching is automatic from 1024 tokens in 128-token
+  steps; the plan sets ``prompt_cache_key`` (the static prefix's fingerprint unless you
+  give one), picks ``prompt_cache_retention`` where a model offers 24 hours and the
+  reuse gaps need it, and marks explicit ``prompt_cache_breakpoint`` blocks on models
+  that accept them (GPT-5.6 family on).
+
+Every plan states what it expects the reused prefix to cost with and without it over
+the horizon you describe (``remaining_calls`` calls, ``interval_s`` seconds apart), and
+:meth:`CachePlan.apply` renders the request keyword arguments with the marks in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, prefix_info, segments
+from ctxkit.cache.prices import CachePrices, prices_for
+from ctxkit.cache.rules import CacheRules, rules_for
+from ctxkit.errors import InvalidInputError
+from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+
+if TYPE_CHECKING:
+    from ctxkit.assembly.prompt import AssembledPrompt
+
+__all__ = ["Breakpoint", "CachePlan", "TtlChoice", "choose_ttl", "plan_anthropic", "plan_cache", "plan_openai"]
+
+
+class TtlChoice(BaseModel):
+    """The cheapest way to hold ``tokens`` over a sequence of reuses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ttl: str | None = Field(description="the TTL to write with, or None when caching does not pay")
+    costs: dict[str, float] = Field(description="USD per option ('none' = no caching) over all calls")
+    calls: int
+
+    @property
+    def savings(self) -> float:
+        return self.costs["none"] - self.costs[self.ttl or "none"]
+
+
+def choose_ttl(tokens: int, gaps_s: Sequence[float], prices: CachePrices, rules: CacheRules) -> TtlChoice:
+    """Pick the TTL that minimises the cost of ``tokens`` used now and again after each gap.
+
+    An entry lives ``ttl`` seconds after its last use (a hit refreshes it). Per option the
+    cost is: a write at the TTL's write price, then per later call a read if the gap is
+    within the TTL, else a fresh write. ``none`` bills every call at the input price.
+    Ties go to the shorter TTL, then to not caching.
+    """
+    if tokens < 0 or any(g < 0 for g in gaps_s):
+        raise InvalidInputError("choose_ttl needs tokens >= 0 and non-negative gaps")
+    per = tokens / 1_000_000
+    calls = len(gaps_s) + 1
+    costs: dict[str, float] = {"none": calls * prices.input * per}
+    for ttl, life in sorted(rules.ttls_s.items(), key=lambda kv: kv[1]):
+        write = prices.write_price(ttl)
+        total = write
+        for g in gaps_s:
+            total += prices.cache_read if g <= life else write
+        costs[ttl] = total * per
+    best: str | None = None
+    best_cost = costs["none"]
+    for ttl, _life in sorted(rules.ttls_s.items(), key=lambda kv: kv[1]):
+        if costs[ttl] < best_cost - 1e-15:
+            best, best_cost = ttl, costs[ttl]
+    return TtlChoice(ttl=best, costs=costs, calls=calls)
+
+
+def _cheapest_ttl(choice: TtlChoice) -> str | None:
+    options = {k: v for k, v in choice.costs.items() if k != "none"}
+    return min(options, key=lambda k: options[k]) if options else None
+
+
+class Breakpoint(BaseModel):
+    """One cache mark: cache the request up to and including this segment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment_index: int
+    field: str = Field(description="'tools[3]' or 'messages[5]'")
+    section: str
+    prefix_tokens: int = Field(description="tokens cached up to here")
+    new_tokens: int = Field(description="tokens added since the previous breakpoint")
+    ttl: str
+    expected_savings: float = Field(description="USD saved on the new tokens over the horizon")
+
+
+class CachePlan(BaseModel):
+    """Where to mark the cache, with which TTL, and what it is expected to save."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str
+    breakpoints: tuple[Breakpoint, ...] = ()
+    prompt_cache_key: str | None = None
+    retention: str | None = Field(default=None, description="OpenAI prompt_cache_retention to send, if any")
+    cacheable_tokens: int = Field(description="prefix tokens the next call can read from the cache")
+    horizon_calls: int
+    expected_cost_without: float = Field(description="USD for the planned prefix over the horizon, uncached")
+    expected_cost_with: float = Field(description="USD for the same tokens under this plan")
+    notes: tuple[str, ...] = ()
+
+    @property
+    def expected_savings(self) -> float:
+        return self.expected_cost_without - self.expected_cost_with
+
+    def __str__(self) -> str:
+        marks = ", ".join(f"{b.field}({b.section}, {b.prefix_tokens} tok, {b.ttl})" for b in self.breakpoints) or "none"
+        key = f", prompt_cache_key={self.prompt_cache_key!r}" if self.prompt_cache_key else ""
+        return (
+            f"CachePlan[{self.provider} {self.model}] breakpoints: {marks}{key}; {self.cacheable_tokens} tokens "
+            f"cacheable; over {self.horizon_calls} calls ${self.expected_cost_without:.6f} -> "
+            f"${self.expected_cost_with:.6f} (saves ${self.expected_savings:.6f})"
+            + ("".join(f"\n  note: {n}" for n in self.notes))
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(b.field)}</code></td><td>{html.escape(b.section)}</td><td>{b.prefix_tokens}</td>"
+            f"<td>{b.new_tokens}</td><td>{b.ttl}</td><td>${b.expected_savings:.6f}</td></tr>"
+            for b in self.breakpoints
+        )
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f"<div><b>CachePlan</b> {html.escape(self.provider)} <code>{html.escape(self.model)}</code>: "
+            f"{self.cacheable_tokens} cacheable tokens; ${self.expected_cost_without:.6f} → "
+            f"${self.expected_cost_with:.6f} over {self.horizon_calls} calls"
+            "<table><tr><th>at</th><th>section</th><th>prefix</th><th>new</th><th>ttl</th><th>saves</th></tr>"
+            f"{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "") + "</div>"
+        )
+
+    # ------------------------------------------------------------------ rendering
+    def apply(self, prompt: AssembledPrompt) -> dict[str, Any]:
+        """Request keyword arguments for the provider with this plan's marks in place."""
+        if self.provider == "anthropic":
+            return _apply_anthropic(self, prompt)
+        if self.provider == "openai":
+            return _apply_openai(self, prompt)
+        return {**prompt.to_openai(), "cache_prompt": True}
+
+
+def _gaps(remaining_calls: int, interval_s: float | Sequence[float]) -> list[float]:
+    if remaining_calls < 0:
+        raise InvalidInputError("remaining_calls must be >= 0")
+    if isinstance(interval_s, int | float):
+        if interval_s < 0:
+            raise InvalidInputError("interval_s must be >= 0")
+        return [float(interval_s)] * remaining_calls
+    gaps = [float(g) for g in interval_s]
+    if len(gaps) != remaining_calls:
+        raise InvalidInputError(f"interval_s lists {len(gaps)} gaps for remaining_calls={remaining_calls}")
+    return gaps
+
+
+def _low_estimate(tokens: int, counter: ChatCounter) -> int:
+    margin = counter.tokenizer.error_margin
+    if counter.tokenizer.exact or margin <= 0:
+        return tokens
+    return math.floor(tokens * (1 - margin) / (1 + margin))
+
+
+def _stable_runs(segs: Sequence[Segment]) -> list[tuple[int, Stability]]:
+    """(index of the last segment, class) of each run of one class inside the stable prefix."""
+    runs: list[tuple[int, Stability]] = []
+    for s in segs:
+        if s.stability == Stability.TURN:
+            break
+        if runs and runs[-1][1] == s.stability:
+            runs[-1] = (s.index, s.stability)
+        else:
+            runs.append((s.index, s.stability))
+    return runs
+
+
+def plan_anthropic(
+    prompt: AssembledPrompt,
+    *,
+    prices: CachePrices | None = None,
+    rules: CacheRules | None = None,
+    remaining_calls: int = 10,
+    interval_s: float | Sequence[float] = 60.0,
+    static_interval_s: float | Sequence[float] | None = None,
+    counter: ChatCounter | None = None,
+    stability: StabilityMap | None = None,
+    may_be_cached: bool = True,
+) -> CachePlan:
+    """Place up to 4 ``cache_control`` breakpoints with per-breakpoint TTLs.
+
+    ``remaining_calls`` and ``interval_s`` describe the expected reuse of the per-session
+    part (the rest of the conversation); ``static_interval_s`` the reuse of the static part
+    (calls from every session share it; defaults to ``interval_s``). A breakpoint is placed
+    where caching its new tokens pays over that horizon; on the last call
+    (``remaining_calls=0``) marks are still placed when ``may_be_cached`` (earlier calls
+    may have cached the prefix, and only a mark makes the API read it).
+    """
+    rules = rules or rules_for(prompt.model)
+    if rules.provider != "anthropic":
+        raise InvalidInputError(f"plan_anthropic needs Anthropic rules; {prompt.model!r} uses {rules.provider}")
+    prices = prices or prices_for(prompt.model)
+    counter = counter or get_chat_counter(prompt.model)
+    segs = segments(prompt, provider="anthropic", counter=counter, stability=stability)
+    gaps = _gaps(remaining_calls, interval_s)
+    static_gaps = gaps if static_interval_s is None else _gaps(remaining_calls, static_interval_s)
+    notes: list[str] = []
+    candidates = _stable_runs(segs)
+    # a long per-session tail: an extra mark 20 blocks before its end keeps earlier writes within the lookback
+    if candidates and rules.lookback_blocks and candidates[-1][1] == Stability.SESSION:
+        first_of_run = candidates[-2][0] + 1 if len(candidates) > 1 else 0
+        last = candidates[-1][0]
+        if last - first_of_run >= rules.lookback_blocks:
+            candidates.insert(len(candidates) - 1, (last - rules.lookback_blocks + 1, Stability.SESSION))
+    placed: list[tuple[int, Stability]] = []
+    for idx, cls in candidates:
+        prefix = segs[idx].end
+        low = _low_estimate(prefix, counter)
+        if low < rules.min_cacheable_tokens:
+            notes.append(
+                f"no breakpoint at {segs[idx].field} ({segs[idx].section}): its prefix of ~{prefix} tokens "
+                f"(low estimate {low}) is below {prompt.model}'s minimum of {rules.min_cacheable_tokens}"
+            )
+            continue
+        placed.append((idx, cls))
+    if len(placed) > rules.max_breakpoints:  # keep the last (longest prefix) and the earliest ones
+        keep = [*placed[: rules.max_breakpoints - 1], placed[-1]]
+        for idx, _ in placed:
+            if (idx, _) not in keep:
+                notes.append(f"dropped candidate {segs[idx].field}: at most {rules.max_breakpoints} breakpoints")
+        placed = keep
+    choices: list[tuple[int, int, int, TtlChoice]] = []
+    prev_end = 0
+    for idx, cls in placed:
+        prefix = segs[idx].end
+        new = prefix - prev_end
+        choice = choose_ttl(new, static_gaps if cls == Stability.STATIC else gaps, prices, rules)
+        choices.append((idx, prefix, new, choice))
+        prev_end = prefix
+    # 1-hour entries must precede 5-minute ones: lift earlier TTLs to the longest later one
+    longest_later: str | None = None
+    ordered: list[tuple[int, int, int, TtlChoice, str | None]] = []
+    for idx, prefix, new, choice in reversed(choices):
+        ttl = choice.ttl
+        if ttl is None and remaining_calls == 0 and may_be_cached:
+            ttl = _cheapest_ttl(choice)  # a mark is needed to *read* what earlier calls cached
+        if ttl is None and longest_later is not None:
+            ttl = longest_later  # the later mark caches these tokens anyway; marking here is free
+        if ttl is not None and longest_later is not None and rules.ttls_s[longest_later] > rules.ttls_s[ttl]:
+            notes.append(f"{segs[idx].field}: TTL raised from {ttl} to {longest_later} (a longer TTL must come first)")
+            ttl = longest_later
+        if ttl is not None and (longest_later is None or rules.ttls_s[ttl] > rules.ttls_s[longest_later]):
+            longest_later = ttl
+        ordered.append((idx, prefix, new, choice, ttl))
+    ordered.reverse()
+    bps: list[Breakpoint] = []
+    without = with_plan = 0.0
+    for idx, prefix, new, choice, ttl in ordered:
+        without += choice.costs["none"]
+        with_plan += choice.costs[ttl or "none"]
+        if ttl is None:
+            notes.append(f"no breakpoint at {segs[idx].field}: caching its {new} tokens does not pay at these gaps")
+            continue
+        bps.append(
+            Breakpoint(
+                segment_index=idx,
+                field=segs[idx].field,
+                section=segs[idx].section,
+                prefix_tokens=prefix,
+                new_tokens=new,
+                ttl=ttl,
+                expected_savings=choice.costs["none"] - choice.costs[ttl],
+            )
+        )
+    if not counter.tokenizer.exact:
+        notes.append("token counts are estimates (Claude's tokenizer is not public); minimums use the low estimate")
+    return CachePlan(
+        provider="anthropic",
+        model=prompt.model,
+        breakpoints=tuple(bps),
+        cacheable_tokens=bps[-1].prefix_tokens if bps else 0,
+        horizon_calls=remaining_calls + 1,
+        expected_cost_without=without,
+        expected_cost_with=with_plan,
+        notes=tuple(notes),
+    )
+
+
+def plan_openai(
+    prompt: AssembledPrompt,
+    *,
+    prices: CachePrices | None = None,
+    rules: CacheRules | None = None,
+    remaining_calls: int = 10,
+    interval_s: float | Sequence[float] = 60.0,
+    cache_key: str | None = None,
+    counter: ChatCounter | None = None,
+    stability: StabilityMap | None = None,
+) -> CachePlan:
+    """``prompt_cache_key``, retention, explicit breakpoints where supported, and the expected saving."""
+    from ctxkit.cache.diff import reusable_tokens
+
+    rules = rules or rules_for(prompt.model)
+    if rules.provider != "openai":
+        raise InvalidInputError(f"plan_openai needs OpenAI rules; {prompt.model!r} uses {rules.provider}")
+    prices = prices or prices_for(prompt.model)
+    counter = counter or get_chat_counter(prompt.model)
+    info = prefix_info(prompt, provider="openai", counter=counter, stability=stability)
+    segs = segments(prompt, provider="openai", counter=counter, stability=stability)
+    gaps = _gaps(remaining_calls, interval_s)
+    notes: list[str] = []
+    key = cache_key or f"ctxkit-{info.static_fingerprint[:16]}"
+    cacheable = reusable_tokens(info.tokens, rules)
+    if info.tokens < rules.min_cacheable_tokens:
+        notes.append(
+            f"the stable prefix has {info.tokens} tokens, under OpenAI's {rules.min_cacheable_tokens}-token minimum: "
+            "nothing will be cached"
+        )
+    elif rules.increment_tokens > 1 and info.tokens % rules.increment_tokens:
+        notes.append(
+            f"hits come in {rules.increment_tokens}-token steps: {info.tokens % rules.increment_tokens} of the "
+            f"{info.tokens} stable tokens are billed uncached"
+        )
+    choice = choose_ttl(cacheable, gaps, prices, rules)
+    retention = None
+    if choice.ttl and choice.ttl != rules.default_ttl and choice.ttl == "24h":
+        retention = "24h"
+    bps: list[Breakpoint] = []
+    if rules.explicit_breakpoints:
+        prev = 0
+        for idx, _cls in _stable_runs(segs)[-(rules.max_breakpoints - 1) :]:
+            seg = segs[idx]
+            if seg.kind != "message" or seg.end < rules.min_cacheable_tokens:
+                continue
+            bps.append(
+                Breakpoint(
+                    segment_index=idx,
+                    field=seg.field,
+                    section=seg.section,
+                    prefix_tokens=seg.end,
+                    new_tokens=seg.end - prev,
+                    ttl=rules.default_ttl,
+                    expected_savings=0.0,
+                )
+            )
+            prev = seg.end
+    return CachePlan(
+        provider="openai",
+        model=prompt.model,
+        breakpoints=tuple(bps),
+        prompt_cache_key=key,
+        retention=retention,
+        cacheable_tokens=cacheable,
+        horizon_calls=remaining_calls + 1,
+        expected_cost_without=choice.costs["none"],
+        expected_cost_with=choice.costs[choice.ttl or "none"],
+        notes=tuple(notes),
+    )
+
+
+def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
+    """Plan for the prompt's provider (Anthropic, OpenAI, or a local llama.cpp model)."""
+    provider = _provider_of(prompt.model)
+    if provider == "anthropic":
+        return plan_anthropic(prompt, **kwargs)
+    if provider == "openai":
+        return plan_openai(prompt, **kwargs)
+    counter = kwargs.get("counter") or get_chat_counter(prompt.model)
+    info = prefix_info(prompt, provider="llamacpp", counter=counter, stability=kwargs.get("stability"))
+    return CachePlan(
+        provider="llamacpp",
+        model=prompt.model,
+        cacheable_tokens=info.tokens,
+        horizon_calls=int(kwargs.get("remaining_calls", 10)) + 1,
+        expected_cost_without=0.0,
+        expected_cost_with=0.0,
+        notes=(
+            "llama.cpp reuses the longest common prefix of the previous prompt's KV cache; "
+            "send cache_prompt=true to a llama.cpp server",
+        ),
+    )
+
+
+# ---------------------------------------------------------------------- renderers
+def _mark(block: dict[str, Any], ttl: str) -> None:
+    block["cache_control"] = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+
+
+def _blocks_of(m_role: str, content: str, n_calls: int) -> int:
+    if m_role == "assistant":
+        return max((1 if content else 0) + n_calls, 1)
+    return 1
+
+
+def _apply_anthropic(plan: CachePlan, prompt: AssembledPrompt) -> dict[str, Any]:
+    kwargs = copy.deepcopy(prompt.to_anthropic())
+    marks = {b.segment_index: b.ttl for b in plan.breakpoints}
+    segs = segments(prompt, provider="anthropic")
+    by_source = {(s.kind, s.source_index): s.index for s in segs}
+    tools = kwargs.get("tools") or []
+    for i, tool in enumerate(tools):
+        seg = by_source[("tool", i)]
+        if seg in marks:
+            _mark(tool, marks[seg])
+    system_blocks: list[dict[str, Any]] = []
+    for k, m in enumerate(prompt.messages):
+        if m.role in ("system", "developer") and m.content:
+            block: dict[str, Any] = {"type": "text", "text": m.content}
+            if by_source[("message", k)] in marks:
+                _mark(block, marks[by_source[("message", k)]])
+            system_blocks.append(block)
+    if system_blocks:
+        kwargs["system"] = system_blocks
+    # walk the content blocks of the turns in message order
+    flat: list[dict[str, Any]] = [b for turn in kwargs["messages"] for b in turn["content"]]
+    expected = sum(
+        _blocks_of(m.role, m.content, len(m.tool_calls))
+        for m in prompt.messages
+        if m.role not in ("system", "developer")
+    )
+    offset = len(flat) - expected  # a placeholder turn the renderer may have inserted first
+    if offset < 0:
+        raise InvalidInputError("could not map the Anthropic content blocks back to messages; please report this")
+    pos = offset
+    for k, m in enumerate(prompt.messages):
+        if m.role in ("system", "developer"):
+            continue
+        n = _blocks_of(m.role, m.content, len(m.tool_calls))
+        seg = by_source[("message", k)]
+        if seg in marks:
+            _mark(flat[pos + n - 1], marks[seg])
+        pos += n
+    return kwargs
+
+
+def _apply_openai(plan: CachePlan, prompt: AssembledPrompt) -> dict[str, Any]:
+    kwargs = copy.deepcopy(prompt.to_openai())
+    if plan.prompt_cache_key:
+        kwargs["prompt_cache_key"] = plan.prompt_cache_key
+    if plan.retention:
+        kwargs["prompt_cache_retention"] = plan.retention
+    if plan.breakpoints:
+        segs = segments(prompt, provider="openai")
+        for b in plan.breakpoints:
+            k = segs[b.segment_index].source_index
+            msg = kwargs["messages"][k]
+            text = msg.get("content") or ""
+            msg["content"] = [{"type": "text", "text": text, "prompt_cache_breakpoint": {"mode": "explicit"}}]
+    return kwargs

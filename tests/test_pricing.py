@@ -217,7 +217,7 @@ def test_bad_price_data_is_a_clear_error(data: dict[str, object]) -> None:
 
 
 def test_float_rates_keep_their_decimal_value() -> None:
-    p = ModelPrice(model="f", input=0.075, output=0.6)  # type: ignore[arg-type]
+    p = ModelPrice(model="f", input=0.075, output=0.6)
     assert p.input == Decimal("0.075") and p.output == Decimal("0.6")
 
 

@@ -1,5 +1,14 @@
-"""History compression: trimming, summarization, token pruning and fidelity reports."""
+"""History compression: trimming, summarization, token pruning and fidelity reports.
 
+Extra ``compress`` holds the model-backed parts (llama.cpp scorer, summarizers,
+LLMLingua adapter); trimming and fidelity reports are pure and need nothing.
+"""
+
+from ctxkit.compress.base import BaseCompressor, CompressionResult, TextCompressor
+from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_numbers, fidelity_report
+from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, select_units
+from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
+from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
 from ctxkit.compress.trim import (
     BaseHistoryPolicy,
     HistoryPolicy,
@@ -12,12 +21,31 @@ from ctxkit.compress.trim import (
 )
 
 __all__ = [
+    "FORCE_KINDS",
+    "BaseCompressor",
     "BaseHistoryPolicy",
+    "CompressionResult",
+    "FidelityReport",
     "HistoryPolicy",
     "KeepLastTurns",
+    "LlamaCppScorer",
+    "PrunedSections",
+    "Section",
+    "TextCompressor",
+    "TokenPruner",
+    "TokenScorer",
+    "TokenScores",
     "TokenWindow",
     "TrimPipeline",
     "TrimReport",
     "TruncateToolOutputs",
+    "allocate_budget",
+    "default_scorer",
+    "extract_entities",
+    "extract_numbers",
+    "fidelity_report",
+    "force_spans",
     "is_mandatory_turn",
+    "select_units",
+    "strip_keep_tags",
 ]

@@ -1,0 +1,325 @@
+"""LLMLingua-style token pruning: keep the most informative words, to a target rate.
+
+One forward pass of a small causal LM (:class:`~ctxkit.compress.scorer.LlamaCppScorer`)
+gives each token its self-information. Tokens are grouped into *units* (a word or a
+run of punctuation with its leading space, or a run of newlines) so that what is kept
+reads as text and re-tokenizes to about the same count; a unit's score is the mean
+self-information of its tokens and its cost their number. Selection is vectorized:
+
+1. force-kept units (numbers, identifiers, code, quoted strings, ``<keep>`` spans,
+   newlines) are taken first;
+2. the rest are taken by score until the token target ``rate * tokens`` is reached
+   (the last one is taken if that lands closer to the target).
+
+With a ``question``, scores are contrastive (LongLLMLingua): a token whose surprise
+drops when the question comes first is relevant, so the score is the standardized
+self-information plus the standardized drop. :meth:`TokenPruner.compress_sections`
+runs a budget controller over sections (instructions, examples, question) that share
+one scoring pass.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Collection, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
+from ctxkit.compress.scorer import TokenScorer, TokenScores, default_scorer
+from ctxkit.compress.spans import FORCE_KINDS, force_mask, force_spans, strip_keep_tags
+from ctxkit.errors import InvalidInputError
+from ctxkit.messages import Chunk
+from ctxkit.tokenizers import Tokenizer, get_tokenizer
+
+__all__ = ["PrunedSections", "Section", "TokenPruner", "allocate_budget", "select_units"]
+
+_UNIT = re.compile(r"(?:[^\S\n]*\n)+[^\S\n]*|[^\S\n]*(?:\w+|[^\w\s]+)|[^\S\n]+$")
+_QUESTION_TEMPLATE = "Question: {question}\nRelevant text:\n"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class Section(BaseModel):
+    """A part of a prompt for the budget controller.
+
+    ``rate=None`` lets the controller choose; a number fixes it (``1.0`` keeps the
+    section whole, e.g. the instruction or the question). ``weight`` biases how the
+    shared budget is split among the sections the controller chooses for.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    name: str = ""
+    rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    weight: float = Field(default=1.0, gt=0.0)
+
+
+class PrunedSections(BaseModel):
+    """The result of :meth:`TokenPruner.compress_sections`: the joined text and one result per section."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    sections: list[CompressionResult]
+    original_tokens: int
+    compressed_tokens: int
+    requested_rate: float
+
+    @property
+    def rate(self) -> float:
+        return self.compressed_tokens / self.original_tokens if self.original_tokens else 1.0
+
+
+def select_units(cost: IntArray, score: FloatArray, forced: BoolArray, target: float) -> BoolArray:
+    """Keep-mask over units: forced ones, then the best by score until ``target`` tokens.
+
+    Vectorized: one argsort and one cumulative sum. Zero-cost units (their text lies
+    inside a token that starts in an earlier unit) follow that earlier unit.
+    """
+    n = cost.shape[0]
+    keep = forced.copy()
+    budget = target - float(cost[keep].sum())
+    cand = np.flatnonzero(~forced & (cost > 0))
+    if budget > 0 and cand.size:
+        order = cand[np.argsort(-score[cand], kind="stable")]
+        cum = np.cumsum(cost[order])
+        j = int(np.searchsorted(cum, budget, side="right"))
+        if j < order.size:
+            below = float(cum[j - 1]) if j else 0.0
+            if abs(float(cum[j]) - budget) < abs(below - budget):
+                j += 1
+        keep[order[:j]] = True
+    if n:
+        owner = np.maximum.accumulate(np.where(cost > 0, np.arange(n), 0))
+        zero = cost == 0
+        keep[zero] = keep[owner[zero]] | forced[zero]
+    return keep
+
+
+def allocate_budget(
+    tokens: Sequence[int], rates: Sequence[float | None], weights: Sequence[float], total: float
+) -> FloatArray:
+    """Token targets per section: fixed rates first, the rest shared by weight x size (water-filling).
+
+    Sections the controller chooses for are capped at their size; what a capped section
+    cannot use goes to the others.
+    """
+    n = np.asarray(tokens, dtype=np.float64)
+    fixed = np.array([r is not None for r in rates])
+    r = np.array([0.0 if x is None else x for x in rates])
+    out = np.where(fixed, np.round(r * n), 0.0)
+    room = max(total - float(out.sum()), 0.0)
+    free = ~fixed & (n > 0)
+    w = np.asarray(weights, dtype=np.float64) * n
+    while room > 1e-9 and free.any():
+        share = room * w * free / float((w * free).sum())
+        cap = n - out
+        take = np.minimum(share, cap) * free
+        out += take
+        room -= float(take.sum())
+        free &= out < n - 1e-9
+        if not (share > cap + 1e-9).any():
+            break
+    return out
+
+
+class TokenPruner(BaseCompressor):
+    """Built-in LLMLingua-style pruner over a llama.cpp scorer.
+
+    ``force`` names the kinds of spans always kept (any of ``numbers``, ``identifiers``,
+    ``code``, ``quotes``, ``marked``); ``keep_newlines`` keeps line structure;
+    ``tokenizer`` (a ctxkit tokenizer spec) is what the result's token counts use —
+    by default the scorer's own vocabulary. ``question_weight`` scales the contrastive
+    term for question-aware pruning.
+    """
+
+    method = "ctxkit-prune"
+
+    def __init__(
+        self,
+        scorer: TokenScorer | None = None,
+        *,
+        force: Collection[str] = FORCE_KINDS,
+        keep_newlines: bool = True,
+        tokenizer: Tokenizer | str | None = None,
+        question_weight: float = 1.0,
+    ) -> None:
+        unknown = set(force) - set(FORCE_KINDS)
+        if unknown:
+            raise InvalidInputError(f"unknown force-keep kinds {sorted(unknown)}; choose from {list(FORCE_KINDS)}")
+        self._scorer = scorer
+        self.force = tuple(force)
+        self.keep_newlines = keep_newlines
+        self.tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
+        self.question_weight = question_weight
+
+    def __repr__(self) -> str:
+        return f"TokenPruner(scorer={self._scorer!r}, force={list(self.force)})"
+
+    @property
+    def scorer(self) -> TokenScorer:
+        """The scorer (the shared default SmolLM2 scorer is loaded on first use)."""
+        if self._scorer is None:
+            self._scorer = default_scorer()
+        return self._scorer
+
+    def _count(self, text: str) -> int:
+        return self.tokenizer.count(text) if self.tokenizer is not None else self.scorer.count(text)
+
+    # ------------------------------------------------------------------ units
+    def _units(
+        self, scores: TokenScores, keep: Sequence[str], marked: Sequence[tuple[int, int]]
+    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, BoolArray]:
+        text = scores.text
+        spans = [m.span() for m in _UNIT.finditer(text)]
+        starts = np.fromiter((s for s, _ in spans), dtype=np.int64, count=len(spans))
+        ends = np.fromiter((e for _, e in spans), dtype=np.int64, count=len(spans))
+        # byte offsets of tokens -> character offsets
+        raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        char_of_byte = np.cumsum((raw & 0xC0) != 0x80) - 1
+        tok_char = char_of_byte[scores.byte_starts] if raw.size else np.zeros(0, dtype=np.int64)
+        unit_of_tok = np.searchsorted(starts, tok_char, side="right") - 1
+        cost = np.bincount(unit_of_tok, minlength=len(spans)).astype(np.int64)
+        si = scores.self_info.astype(np.float64)
+        total = np.bincount(unit_of_tok, weights=si, minlength=len(spans))
+        score = total / np.maximum(cost, 1)
+        zero = cost == 0
+        if zero.any() and si.size:
+            cover = np.clip(np.searchsorted(tok_char, starts[zero], side="right") - 1, 0, si.size - 1)
+            score[zero] = si[cover]
+        kinds = [k for k in self.force if k != "marked"]
+        fspans = force_spans(text, kinds, keep=keep)
+        if "marked" in self.force:
+            fspans.extend(marked)
+        forced = force_mask(len(text), fspans, starts, ends)
+        if self.keep_newlines:
+            forced |= np.fromiter(("\n" in text[s:e] for s, e in spans), dtype=bool, count=len(spans))
+        return starts, ends, cost, score, forced
+
+    def _scores(self, text: str, question: str | None) -> TokenScores:
+        base = self.scorer.score(text)
+        if not question:
+            return base
+        cond = self.scorer.score(text, context=_QUESTION_TEMPLATE.format(question=question))
+        plain = base.self_info.astype(np.float64)
+        drop = plain - cond.self_info.astype(np.float64)
+
+        def z(a: FloatArray) -> FloatArray:
+            sd = float(a.std())
+            centered: FloatArray = a - a.mean()
+            return centered / sd if sd > 1e-9 else centered
+
+        mixed = z(plain) + self.question_weight * z(drop)
+        return TokenScores(text, base.byte_starts, mixed.astype(np.float32))
+
+    # ------------------------------------------------------------------ public
+    def compress(
+        self, text: str, *, rate: float = 0.5, question: str | None = None, keep: Sequence[str] = ()
+    ) -> CompressionResult:
+        """Prune ``text`` to about ``rate`` of its tokens.
+
+        ``question`` turns on contrastive (question-aware) scoring; ``keep`` lists
+        literal strings to keep wherever they occur; ``<keep>...</keep>`` in the text
+        marks spans to keep (the tags are removed).
+        """
+        rate = check_rate(rate)
+        if not isinstance(text, str):
+            raise InvalidInputError(f"compress() needs a str, got {type(text).__name__}")
+        t0 = time.perf_counter()
+        clean, marked = strip_keep_tags(text)
+        scores = self._scores(clean, question)
+        starts, ends, cost, score, forced = self._units(scores, keep, marked)
+        n_tokens = int(cost.sum())
+        mask = select_units(cost, score, forced, rate * n_tokens)
+        out = "".join(clean[s:e] for s, e in zip(starts[mask], ends[mask], strict=True)).strip()
+        before = self._count(clean) if self.tokenizer is not None else n_tokens
+        return CompressionResult(
+            text=out,
+            original=clean,
+            original_tokens=before,
+            compressed_tokens=self._count(out),
+            requested_rate=rate,
+            method=self.method + ("+question" if question else ""),
+            tokenizer=self.tokenizer.name if self.tokenizer is not None else self.scorer.name,
+            forced_tokens=int(cost[forced].sum()),
+            seconds=time.perf_counter() - t0,
+        )
+
+    def compress_sections(
+        self, sections: Sequence[Section | str], *, rate: float = 0.5, separator: str = "\n\n"
+    ) -> PrunedSections:
+        """Prune a prompt made of sections to ``rate`` overall, with one scoring pass.
+
+        The budget controller gives fixed-rate sections their share and splits the rest
+        among the others by ``weight`` x size; each section is then pruned to its target.
+        """
+        rate = check_rate(rate)
+        secs = [s if isinstance(s, Section) else Section(text=s) for s in sections]
+        if not secs:
+            raise InvalidInputError("compress_sections() needs at least one section")
+        t0 = time.perf_counter()
+        cleaned = [strip_keep_tags(s.text) for s in secs]
+        bounds: list[tuple[int, int]] = []
+        marked: list[tuple[int, int]] = []
+        pos = 0
+        for i, (clean, spans) in enumerate(cleaned):
+            bounds.append((pos, pos + len(clean)))
+            marked.extend((a + pos, b + pos) for a, b in spans)
+            pos += len(clean) + (len(separator) if i < len(cleaned) - 1 else 0)
+        full = separator.join(c for c, _ in cleaned)
+        scores = self.scorer.score(full)
+        starts, ends, cost, score, forced = self._units(scores, (), marked)
+        sec_of_unit = np.searchsorted(np.array([b[0] for b in bounds]), starts, side="right") - 1
+        sizes = np.bincount(sec_of_unit, weights=cost, minlength=len(secs))
+        targets = allocate_budget(
+            [int(x) for x in sizes], [s.rate for s in secs], [s.weight for s in secs], rate * float(cost.sum())
+        )
+        mask = np.zeros(cost.shape, dtype=bool)
+        results: list[CompressionResult] = []
+        for i in range(len(secs)):
+            idx = np.flatnonzero(sec_of_unit == i)
+            sub = select_units(cost[idx], score[idx], forced[idx], float(targets[i]))
+            mask[idx[sub]] = True
+            lo, hi = bounds[i]
+            kept = "".join(full[s:e] for s, e in zip(starts[idx[sub]], ends[idx[sub]], strict=True)).strip()
+            original = full[lo:hi]
+            results.append(
+                CompressionResult(
+                    text=kept,
+                    original=original,
+                    original_tokens=self._count(original),
+                    compressed_tokens=self._count(kept),
+                    requested_rate=max(float(targets[i]) / max(float(sizes[i]), 1.0), 1e-6),
+                    method=self.method,
+                    tokenizer=self.tokenizer.name if self.tokenizer is not None else self.scorer.name,
+                    forced_tokens=int(cost[idx][forced[idx]].sum()),
+                )
+            )
+        text = separator.join(r.text for r in results if r.text)
+        elapsed = time.perf_counter() - t0
+        results = [r.model_copy(update={"seconds": elapsed}) for r in results]
+        return PrunedSections(
+            text=text,
+            sections=results,
+            original_tokens=self._count(full),
+            compressed_tokens=self._count(text),
+            requested_rate=rate,
+        )
+
+    def compress_chunks(
+        self, chunks: Sequence[Chunk], *, question: str | None = None, rate: float = 0.5
+    ) -> list[Chunk]:
+        """Prune each retrieved chunk (question-aware when ``question`` is given); ids and scores are kept."""
+        out: list[Chunk] = []
+        for c in chunks:
+            r = self.compress(c.text, rate=rate, question=question)
+            meta = {**c.metadata, "compression": {"rate": r.rate, "original_tokens": r.original_tokens}}
+            out.append(c.model_copy(update={"text": r.text, "metadata": meta}))
+        return out

@@ -90,7 +90,7 @@ class LlamaCppScorer:
             self._name = "llamacpp:" + str(getattr(llama, "model_path", "model"))
         self.llama = llama
         # llama.cpp may round the context up; the Python-side buffers keep the size asked for
-        sizes = [int(llama.n_ctx())] + [int(len(b)) for b in (getattr(llama, "input_ids", None),) if b is not None]
+        sizes = [int(llama.n_ctx())] + [len(b) for b in (getattr(llama, "input_ids", None),) if b is not None]
         self.n_ctx = min(sizes)
         self._bos = int(llama.token_bos())
         self._lock = threading.Lock()

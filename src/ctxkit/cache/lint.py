@@ -15,6 +15,8 @@ Severity: ``error`` for content that is almost surely volatile in a static secti
 ``warning`` for content that is probably volatile (a bare ISO date, a long hex id), or
 any pattern hit in a per-session section (fine if written once and never re-rendered);
 ``info`` for a tool list that is not in canonical order (fine if the order never changes).
+Given the ``previous`` request, a reordered tool list or a schema serialized with its keys
+in another order is an ``error``.
 Per-turn sections are not linted: they are expected to change.
 """
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _sorted_json, segments, wire_json
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, segments, wire_json
 from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
 
 if TYPE_CHECKING:
@@ -275,10 +277,6 @@ def _texts(prompt: AssembledPrompt, seg: Segment, counter: ChatCounter) -> list[
     return out
 
 
-def _is_sorted_json(value: object) -> bool:
-    return wire_json(value) == wire_json(_sorted_json(value))
-
-
 def lint(
     prompt: AssembledPrompt,
     *,
@@ -398,21 +396,24 @@ def _tool_findings(
                 "dicts or sets the order can change between calls — use ctxkit.cache.canonical_tools()",
             )
         )
-    for i, t in enumerate(prompt.tools):
-        if not _is_sorted_json(t.parameters):
-            out.append(
-                LintFinding(
-                    kind="json_key_order",
-                    severity="info",
-                    section="tools",
-                    stability=cls,
-                    field=f"tools[{i}].parameters",
-                    start=-1,
-                    end=-1,
-                    token_position=tool_start.get(i, 0),
-                    text=t.name[:80],
-                    advice="the JSON schema's keys are not sorted; schemas rebuilt from different sources can then "
-                    "serialize differently — use ctxkit.cache.canonical_tools()",
+    if previous is not None:  # same schema, different key order: equal as data, different as bytes
+        old = {t.name: t for t in previous.tools}
+        for i, t in enumerate(prompt.tools):
+            o = old.get(t.name)
+            if o is not None and o.parameters == t.parameters and wire_json(o.parameters) != wire_json(t.parameters):
+                out.append(
+                    LintFinding(
+                        kind="json_key_order",
+                        severity="error",
+                        section="tools",
+                        stability=cls,
+                        field=f"tools[{i}].parameters",
+                        start=-1,
+                        end=-1,
+                        token_position=tool_start.get(i, 0),
+                        text=t.name[:80],
+                        advice="the same JSON schema serialized with its keys in another order than in the previous "
+                        "call: a cache miss from here on — use ctxkit.cache.canonical_tools()",
+                    )
                 )
-            )
     return out

@@ -652,7 +652,7 @@ class FaissIndex(BaseVectorIndex):
             scores, rows = self._index.search(queries, k)
             return scores, rows
         allowed = int(mask.sum())
-        if allowed <= self.exact_below and self._built_kind != "flat":
+        if self._built_kind != "flat" and (allowed <= self.exact_below or k >= allowed):
             return _exact_rows(self._vecs[: self._n], queries, k, mask)
         bits = np.packbits(mask, bitorder="little")
         sel = self._faiss.IDSelectorBitmap(len(mask), self._faiss.swig_ptr(bits))

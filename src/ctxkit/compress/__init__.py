@@ -9,6 +9,17 @@ from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_n
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, select_units
 from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
+from ctxkit.compress.summarize import (
+    BaseSummarizer,
+    CallableSummarizer,
+    CompactingHistory,
+    CompactionTrigger,
+    ExtractiveSummarizer,
+    LlamaCppSummarizer,
+    Summarizer,
+    SummaryEpoch,
+    render_transcript,
+)
 from ctxkit.compress.trim import (
     BaseHistoryPolicy,
     HistoryPolicy,
@@ -24,13 +35,21 @@ __all__ = [
     "FORCE_KINDS",
     "BaseCompressor",
     "BaseHistoryPolicy",
+    "BaseSummarizer",
+    "CallableSummarizer",
+    "CompactingHistory",
+    "CompactionTrigger",
     "CompressionResult",
+    "ExtractiveSummarizer",
     "FidelityReport",
     "HistoryPolicy",
     "KeepLastTurns",
     "LlamaCppScorer",
+    "LlamaCppSummarizer",
     "PrunedSections",
     "Section",
+    "Summarizer",
+    "SummaryEpoch",
     "TextCompressor",
     "TokenPruner",
     "TokenScorer",
@@ -46,6 +65,7 @@ __all__ = [
     "fidelity_report",
     "force_spans",
     "is_mandatory_turn",
+    "render_transcript",
     "select_units",
     "strip_keep_tags",
 ]

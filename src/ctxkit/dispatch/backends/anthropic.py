@@ -113,6 +113,26 @@ def anthropic_request(request: Request, model: str) -> dict[str, Any]:
     return body
 
 
+def _sdk_kwargs(create: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Split the wire body into the SDK's keyword arguments and ``extra_body`` for fields it does not name.
+
+    SDK versions differ in which request fields they accept as keywords (some drop
+    ``temperature``); the wire format is what counts, so unknown fields travel in
+    ``extra_body`` unchanged.
+    """
+    import inspect
+
+    try:
+        params = set(inspect.signature(create).parameters)
+    except (TypeError, ValueError):
+        return body
+    known = {k: v for k, v in body.items() if k in params}
+    rest = {k: v for k, v in body.items() if k not in params}
+    if rest:
+        known["extra_body"] = {**rest, **known.get("extra_body", {})}
+    return known
+
+
 class AnthropicBackend(BaseBackend):
     """Claude models over the Messages API; pass an ``anthropic.Anthropic`` you built, or a key.
 
@@ -175,7 +195,9 @@ class AnthropicBackend(BaseBackend):
             )
         start = time.perf_counter()
         try:
-            msg = self.client.messages.create(**anthropic_request(request, self.model))
+            msg = self.client.messages.create(
+                **_sdk_kwargs(self.client.messages.create, anthropic_request(request, self.model))
+            )
         except Exception as exc:
             raise self._map_error(exc) from exc
         return self._result(msg.model_dump(), start)
@@ -185,7 +207,9 @@ class AnthropicBackend(BaseBackend):
             return await super()._agenerate(request)
         start = time.perf_counter()
         try:
-            msg = await self.async_client.messages.create(**anthropic_request(request, self.model))
+            msg = await self.async_client.messages.create(
+                **_sdk_kwargs(self.async_client.messages.create, anthropic_request(request, self.model))
+            )
         except Exception as exc:
             raise self._map_error(exc) from exc
         return self._result(msg.model_dump(), start)
@@ -198,7 +222,9 @@ class AnthropicBackend(BaseBackend):
         start = time.perf_counter()
         acc = _SSEAccumulator()
         try:
-            for event in self.client.messages.create(**anthropic_request(request, self.model), stream=True):
+            for event in self.client.messages.create(
+                **_sdk_kwargs(self.client.messages.create, {**anthropic_request(request, self.model), "stream": True})
+            ):
                 out = acc.add(event.model_dump(), start)
                 if out is not None:
                     yield out
@@ -214,7 +240,11 @@ class AnthropicBackend(BaseBackend):
         start = time.perf_counter()
         acc = _SSEAccumulator()
         try:
-            stream = await self.async_client.messages.create(**anthropic_request(request, self.model), stream=True)
+            stream = await self.async_client.messages.create(
+                **_sdk_kwargs(
+                    self.async_client.messages.create, {**anthropic_request(request, self.model), "stream": True}
+                )
+            )
             async for event in stream:
                 out = acc.add(event.model_dump(), start)
                 if out is not None:

@@ -10,6 +10,7 @@ model              input  cache_read  write (5m)  write (1h)   output
 claude-sonnet-4-5   3.00        0.30        3.75         6.00   15.00
 claude-haiku-4-5    1.00        0.10        1.25         2.00    5.00
 claude-opus-4-1    15.00        1.50       18.75        30.00   75.00
+claude-3-5-haiku    0.80        0.08        1.00         1.60    4.00
 gpt-4o              2.50        1.25        2.50         2.50   10.00
 gpt-4o-mini         0.15       0.075        0.15         0.15    0.60
 gpt-4.1             2.00        0.50        2.00         2.00    8.00
@@ -122,6 +123,7 @@ DEFAULT_PRICES: dict[str, CachePrices] = {
     "claude-sonnet-4-5": CachePrices.anthropic(3.0, 15.0, model="claude-sonnet-4-5"),
     "claude-haiku-4-5": CachePrices.anthropic(1.0, 5.0, model="claude-haiku-4-5"),
     "claude-opus-4-1": CachePrices.anthropic(15.0, 75.0, model="claude-opus-4-1"),
+    "claude-3-5-haiku": CachePrices.anthropic(0.80, 4.0, model="claude-3-5-haiku"),
     "gpt-4o-mini": CachePrices.openai(0.15, 0.075, 0.60, model="gpt-4o-mini"),
     "gpt-4o": CachePrices.openai(2.50, 1.25, 10.0, model="gpt-4o"),
     "gpt-4.1": CachePrices.openai(2.00, 0.50, 8.0, model="gpt-4.1"),

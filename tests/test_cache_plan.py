@@ -30,7 +30,8 @@ EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
 SONNET = rules_for("claude-sonnet-4-5")
 SONNET_PRICES = prices_for("claude-sonnet-4-5")
 TOOL = ToolSpec(name="lookup", description="Look a word up.", parameters={"properties": {}, "type": "object"})
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa ".split()
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+WORDS += ("india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 
 
 def _text(n_words: int, seed: int = 0) -> str:
@@ -101,8 +102,9 @@ def test_explain_miss_names_section_field_and_token(asm: Assembler) -> None:
     assert report.diverged
     assert (report.section, report.field, report.segment_index) == ("system", "messages[0].content", 0)
     tok = get_chat_counter("gpt-4o").tokenizer
-    shared = os.path.commonprefix([tok.encode(before.messages[0].content), tok.encode(after.messages[0].content)])
-    assert report.token_position == len(shared) + 3  # <|im_start|>system<|im_sep|> come first
+    ids_a, ids_b = tok.encode(before.messages[0].content), tok.encode(after.messages[0].content)
+    shared = next(i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y)
+    assert report.token_position == shared + 3  # <|im_start|>system<|im_sep|> come first
     assert report.previous_text.startswith("24") and report.current_text.startswith("25")
     assert report.cacheable_tokens == prefix_info(before).tokens > 1024
     assert report.reusable_tokens == 0  # 9 shared tokens: under OpenAI's 1024 minimum

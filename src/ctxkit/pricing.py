@@ -16,8 +16,8 @@ Cost is an exact :class:`decimal.Decimal` computed from the buckets of
     reasoning                                               at ``reasoning`` (else ``output``)
 
 An unknown model, or tokens in a bucket whose price the provider does not
-publish, gives ``None`` -- never 0. Local models (``llamacpp:...``, models
-registered with ``ModelInfo(local=True)``) are priced at 0 explicitly.
+publish, gives ``None`` -- never 0. Local models (``llamacpp:...``, a ``.gguf``
+path, models registered with ``ModelInfo(local=True)``) are priced at 0 explicitly.
 
 Users override or extend the book with :func:`register_price` or
 :func:`load_prices`, or build their own :class:`PriceBook`.
@@ -300,7 +300,7 @@ class PriceBook:
             head, rest = key.split(":", 1)
             if not rest.isdigit():  # "openai:gpt-4o"; not Bedrock's "...-v2:0"
                 provider, key = head, rest
-        if provider.lower() in self.local_prefixes:
+        if provider.lower() in self.local_prefixes or key.lower().endswith(".gguf"):
             return self._local_price(model)
         for candidate in self._candidates(key):
             hit = self._exact(candidate)

@@ -307,3 +307,27 @@ def test_mmr_relevance_scores_and_errors() -> None:
         mmr(c[0], c, 2, lambda_=1.5)
     assert near_duplicates(np.vstack([c[0], c[0], c[1]])) == [0, 2]
 
+
+
+def test_import_is_light_and_missing_extras_name_the_extra() -> None:
+    code = (
+        "import sys, ctxkit.retrieval\n"
+        "heavy = [m for m in ('faiss', 'torch', 'sentence_transformers', 'bm25s', 'qdrant_client', 'tqdm') "
+        "if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("module", "make"),
+    [("faiss", lambda: FaissIndex(DIM)), ("bm25s", BM25Index), ("qdrant_client", lambda: QdrantIndex(DIM))],
+)
+def test_missing_dependency_names_the_retrieval_extra(monkeypatch: pytest.MonkeyPatch, module: str, make) -> None:
+    from ctxkit.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ctxkit\[retrieval\]'"):
+        make()

@@ -177,7 +177,7 @@ def gguf_path() -> str:
 @pytest.fixture(scope="module")
 def llama(gguf_path: str) -> Any:
     llama_cpp = pytest.importorskip("llama_cpp")
-    return llama_cpp.Llama(model_path=gguf_path, n_ctx=2048, verbose=False, seed=0)
+    return llama_cpp.Llama(model_path=gguf_path, n_ctx=2048, n_threads=1, verbose=False, seed=0)
 
 
 @pytest.mark.model
@@ -265,7 +265,7 @@ def server(gguf_path: str) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--model_alias", "smollm2-135m-instruct"],
+         "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2-135m-instruct"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )

@@ -34,7 +34,7 @@ _SECRET_KEY = re.compile(
 )
 # keys that look sensitive to the pattern above but hold counts or names, not secrets
 _SAFE_KEY = re.compile(
-    r"tokens?$|_tokens?_|^key_?(id|name)$|^(cache|sort|idempotency|route|group|dedup)[-_]?key$", re.IGNORECASE
+    r"tokens$|_tokens?_|^key_?(id|name)$|^(cache|sort|idempotency|route|group|dedup)[-_]?key$", re.IGNORECASE
 )
 
 _SECRET_TEXT = re.compile(

@@ -17,6 +17,7 @@ from ctxkit._optional import require
 from ctxkit.dispatch.backends.base import BaseBackend, Request, estimate_usage
 from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolCall
 from ctxkit.usage import Usage
 
@@ -62,8 +63,13 @@ class OpenAIBackend(BaseBackend):
         super().__init__(name or f"openai:{model}", model, local=local)
         if client is None and async_client is None:
             key = api_key if api_key is not None else ("not-needed" if local else None)
-            client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
-            async_client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            try:
+                client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+                async_client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            except openai.OpenAIError as exc:
+                raise InvalidInputError(
+                    f"cannot build an OpenAI client for {model!r}: {exc} Pass api_key=... or set OPENAI_API_KEY."
+                ) from exc
         self.client = client
         self.async_client = async_client
         self.stream_usage = stream_usage
@@ -75,6 +81,16 @@ class OpenAIBackend(BaseBackend):
         if isinstance(client, openai.AsyncOpenAI):
             return cls(model, async_client=client, **kwargs)
         return cls(model, client=client, **kwargs)
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        if self.client is not None:
+            self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client's connections (call inside the event loop that used it)."""
+        if self.async_client is not None:
+            await self.async_client.close()
 
     # ------------------------------------------------------------------ request shape
     def _params(self, request: Request, *, stream: bool) -> dict[str, Any]:

@@ -265,3 +265,11 @@ def test_cost_is_additive_over_calls(a: Usage, b: Usage, model: str) -> None:
     assert plain is not None
     if a.cache_write_tokens == 0:
         assert ca <= plain
+
+
+def test_reasoning_price_where_it_differs() -> None:
+    book = PriceBook([ModelPrice(model="thinker", input=Decimal(1), output=Decimal(4), reasoning=Decimal(2))])
+    u = Usage(input_tokens=1_000_000, output_tokens=3_000_000, reasoning_tokens=2_000_000)
+    b = book.breakdown(u, "thinker")
+    assert b is not None and (b.input, b.output, b.reasoning, b.total) == (1, 4, 4, 9)
+    assert book.cost(u, "openai:thinker-2026-01-01") == 9

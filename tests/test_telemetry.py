@@ -412,3 +412,17 @@ def test_plots_render_to_png(tmp_path: Path, agg: object) -> None:
         out = tmp_path / f"plot{i}.png"
         a.figure.savefig(out)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_preflight_stops_a_call_before_it_is_sent() -> None:
+    ledger = _ledger()
+    ledger.set_budget(workflow="qa", max_input_tokens_per_call=8000, max_cost_per_day="0.03", action="raise")
+    ledger.preflight(workflow="qa", model="gpt-4o", input_tokens=8000, max_output_tokens=500)  # fits: $0.025
+    with pytest.raises(WorkflowBudgetExceededError, match="input tokens per call") as info:
+        ledger.preflight(workflow="qa", model="gpt-4o", input_tokens=8001)
+    assert info.value.record.metadata == {"preflight": True}
+    ledger.record(model="gpt-4o", workflow="qa", usage=Usage(input_tokens=8000))  # $0.02 spent today
+    with pytest.raises(WorkflowBudgetExceededError, match="cost per day"):
+        ledger.preflight(workflow="qa", model="gpt-4o", input_tokens=4000, max_output_tokens=100)  # +$0.011
+    ledger.preflight(workflow="qa", model="acme-unpriced", input_tokens=100)  # unknown price: only token limits apply
+    assert len(ledger) == 1  # preflight never records

@@ -367,3 +367,22 @@ def test_llamaindex_failed_call_is_recorded_once() -> None:
     assert failed.error == "TimeoutError: read timed out" and failed.cost is None
     assert ok.operation == "chat" and ok.usage == Usage(input_tokens=12, output_tokens=3)
     assert ok.cost == Decimal("0.0000036")  # 12*0.15 + 3*0.60 micro-dollars
+
+
+def test_langchain_async_calls_are_recorded() -> None:
+    import asyncio
+
+    from langchain_core.language_models import GenericFakeChatModel
+
+    from ctxkit.telemetry.langchain import LedgerCallbackHandler
+
+    ledger = _ledger()
+    handler = LedgerCallbackHandler(ledger, workflow="async")
+    model = GenericFakeChatModel(messages=iter([_ai(f"a{i}", OPENAI_STYLE) for i in range(3)]))
+
+    async def main() -> None:
+        await asyncio.gather(*(model.ainvoke(f"q{i}", config={"callbacks": [handler]}) for i in range(3)))
+
+    asyncio.run(main())
+    assert len(ledger) == 3 and ledger.total_cost() == 3 * Decimal("0.000123")
+    assert all(r.workflow == "async" and r.latency_s is not None for r in ledger.records)

@@ -76,6 +76,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
     """
 
     raise_error = True  # so that WorkflowBudgetExceededError reaches the caller
+    run_inline = True  # cheap and non-blocking: run in the event loop of async calls, so timings are true
 
     def __init__(self, ledger: Ledger, *, workflow: str = "default", task_id: str | None = None) -> None:
         super().__init__()

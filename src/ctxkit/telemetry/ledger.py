@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -79,6 +79,7 @@ class Ledger:
         self.price_book = price_book if price_book is not None else default_price_book()
         self._lock = threading.RLock()
         self._records: list[CallRecord] = []
+        self._day_costs: dict[tuple[str, date], Decimal] = {}
         self._budgets: list[WorkflowBudget] = list(budgets)
         self._hooks: list[Hook] = list(hooks)
         self.path = Path(path) if path is not None else None
@@ -244,9 +245,11 @@ class Ledger:
 
     def _append(self, record: CallRecord) -> CallRecord:
         with self._lock:
-            day = record.timestamp.date()
-            before = self._day_cost(record.workflow, day)
+            key = (record.workflow, record.timestamp.date())
+            before = self._day_costs.get(key, _ZERO)
             self._records.append(record)
+            if record.cost is not None:
+                self._day_costs[key] = before + record.cost
             budgets = [b for b in self._budgets if b.applies_to(record.workflow)]
             hooks = list(self._hooks)
             if self.path is not None:
@@ -265,12 +268,28 @@ class Ledger:
             enforce(budget, violations)
         return record
 
-    def _day_cost(self, workflow: str, day: Any) -> Decimal:
-        costs = (
-            r.cost for r in self._records
-            if r.workflow == workflow and r.cost is not None and r.timestamp.date() == day
+    def preflight(
+        self, *, workflow: str = "default", model: str | None = None, input_tokens: int, max_output_tokens: int = 0
+    ) -> None:
+        """Check a call *before* sending it: its input tokens, its total tokens (with ``max_output_tokens``) and,
+        when ``model`` has a price, its worst-case cost against the workflow's per-call and per-day limits.
+
+        Warns or raises like :meth:`record`, with a draft record of the planned call (not kept in the ledger).
+        """
+        draft = self._build(
+            model=model or "unknown", workflow=workflow,
+            usage=Usage(input_tokens=input_tokens, output_tokens=max_output_tokens), cost=_UNSET, backend="",
+            provider="", latency_s=None, ttft_s=None, decision=None, route=None, route_reason=None, escalated=None,
+            attempts=1, local=None, cache_hit=None, uncompressed_input_tokens=None, prompt=None, sections=None,
+            retrieved_ids=None, gold_ids=None, retrieval_hit=None, success=None, error=None, task_id=None,
+            operation="chat", timestamp=None, metadata={"preflight": True},
         )
-        return sum(costs, _ZERO)
+        with self._lock:
+            before = self._day_costs.get((workflow, draft.timestamp.date()), _ZERO)
+            budgets = [b for b in self._budgets if b.applies_to(workflow)]
+        after = before + (draft.cost or _ZERO)
+        for budget in budgets:
+            enforce(budget, check(budget, draft, before, after))
 
     @contextmanager
     def track(self, *, model: str, workflow: str = "default", **fields: Any) -> Iterator[CallTimer]:
@@ -351,7 +370,7 @@ class Ledger:
         """Known cost of ``workflow`` on the UTC day of ``day`` (today by default)."""
         d = (day or datetime.now(UTC)).astimezone(UTC).date()
         with self._lock:
-            return self._day_cost(workflow, d)
+            return self._day_costs.get((workflow, d), _ZERO)
 
     def report(self, *, baseline_model: str | None = None, by: tuple[str, ...] = ("workflow", "model")) -> Report:
         """Per workflow and model: calls, tokens, cached share, cost, latency p50/p95, cost per successful
@@ -378,9 +397,13 @@ class Ledger:
             if not line.strip():
                 continue
             try:
-                ledger._records.append(CallRecord.model_validate_json(line))
+                rec = CallRecord.model_validate_json(line)
             except ValidationError as exc:
                 raise InvalidInputError(f"line {n} of the ledger file is not a call record: {exc}") from exc
+            ledger._records.append(rec)
+            if rec.cost is not None:
+                key = (rec.workflow, rec.timestamp.date())
+                ledger._day_costs[key] = ledger._day_costs.get(key, _ZERO) + rec.cost
         return ledger
 
     def to_dataframe(self) -> Any:

@@ -6,6 +6,7 @@ LLMLingua adapter); trimming and fidelity reports are pure and need nothing.
 
 from ctxkit.compress.base import BaseCompressor, CompressionResult, TextCompressor
 from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_numbers, fidelity_report
+from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, select_units
 from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
@@ -44,6 +45,7 @@ __all__ = [
     "FidelityReport",
     "HistoryPolicy",
     "KeepLastTurns",
+    "LLMLinguaCompressor",
     "LlamaCppScorer",
     "LlamaCppSummarizer",
     "PrunedSections",
@@ -59,6 +61,7 @@ __all__ = [
     "TrimReport",
     "TruncateToolOutputs",
     "allocate_budget",
+    "convert_gguf_to_hf",
     "default_scorer",
     "extract_entities",
     "extract_numbers",
@@ -68,4 +71,5 @@ __all__ = [
     "render_transcript",
     "select_units",
     "strip_keep_tags",
+    "user_cache_dir",
 ]

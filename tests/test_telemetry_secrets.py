@@ -175,3 +175,10 @@ def test_token_counts_are_not_secrets() -> None:
 def test_key_shaped_text_is_always_removed(prefix: str, suffix: str, body: str) -> None:
     for key in (f"sk-{body}", f"sk-ant-api03-{body}"):
         assert key not in redact_text(f"{prefix}{key}{suffix}")
+
+
+def test_every_text_field_of_a_record_is_scrubbed() -> None:
+    r = CallRecord(model="gpt-4o", workflow=f"wf {OPENAI_KEY}", task_id=f"t-{ANTHROPIC_KEY}", route=OPENAI_KEY,
+                   router=OPENAI_KEY, backend=f"proxy Bearer {OPENAI_KEY}", sections={f"s {OPENAI_KEY}": 3})
+    _clean(r.model_dump_json())
+    assert r.workflow == "wf [REDACTED]"

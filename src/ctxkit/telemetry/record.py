@@ -27,8 +27,8 @@ class CallRecord(BaseModel):
     ``cost`` is exact; ``None`` means the price is unknown (never 0 for unknown).
     ``timestamp`` is when the call ended (UTC); it started ``latency_s`` earlier.
     ``usage_reported`` is False when the caller had no token counts (then ``usage`` is
-    all zeros and ``cost`` is ``None``). ``metadata``, ``error`` and ``route_reason`` are
-    scrubbed of secrets when the record is built.
+    all zeros and ``cost`` is ``None``). Every text field (``metadata`` deeply, ``error``,
+    ``route_reason``, names) is scrubbed of secrets when the record is built.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -70,10 +70,22 @@ class CallRecord(BaseModel):
         cleaned = redact(value)
         return cleaned if isinstance(cleaned, dict) else {"value": cleaned}
 
-    @field_validator("error", "route_reason", mode="before")
+    @field_validator("error", "route_reason", "route", "router", "task_id", mode="before")
     @classmethod
     def _scrub_text(cls, value: Any) -> Any:
         return None if value is None else redact_text(str(value))
+
+    @field_validator("workflow", "model", "backend", "provider", mode="before")
+    @classmethod
+    def _scrub_name(cls, value: Any) -> Any:
+        return redact_text(value) if isinstance(value, str) else value
+
+    @field_validator("sections", mode="before")
+    @classmethod
+    def _scrub_sections(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {redact_text(str(k)): v for k, v in value.items()}
+        return value
 
     @field_validator("timestamp", mode="after")
     @classmethod

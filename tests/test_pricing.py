@@ -282,3 +282,15 @@ def test_usage_one_hour_split_is_backward_compatible() -> None:
     with pytest.raises(ValueError, match="cache_write_1h_tokens"):
         Usage(input_tokens=100, cache_write_tokens=10, cache_write_1h_tokens=20)
     assert Usage.from_anthropic({"input_tokens": 5, "output_tokens": 1}) == Usage(input_tokens=5, output_tokens=1)
+
+
+def test_openai_responses_api_usage_shape() -> None:
+    u = Usage.from_openai({"input_tokens": 2006, "input_tokens_details": {"cached_tokens": 1920},
+                           "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 100}})
+    assert u == Usage(input_tokens=2006, cache_read_tokens=1920, output_tokens=300, reasoning_tokens=100)
+    assert cost(u, "gpt-4o") == Decimal("0.005615")
+
+
+@pytest.mark.parametrize("model", ["chatgpt-4o-latest", "gpt-3.5-turbo-0613", "gpt-4-1106-preview"])
+def test_snapshots_with_their_own_old_prices_are_not_guessed(model: str) -> None:
+    assert get_price(model) is None

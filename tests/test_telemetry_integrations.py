@@ -386,3 +386,13 @@ def test_langchain_async_calls_are_recorded() -> None:
     asyncio.run(main())
     assert len(ledger) == 3 and ledger.total_cost() == 3 * Decimal("0.000123")
     assert all(r.workflow == "async" and r.latency_s is not None for r in ledger.records)
+
+
+def test_llamaindex_openai_responses_usage_keeps_cached_tokens() -> None:
+    from llama_index.core.base.llms.types import CompletionResponse
+
+    from ctxkit.telemetry.llamaindex import usage_from_llamaindex
+
+    raw = {"usage": {"input_tokens": 500, "input_tokens_details": {"cached_tokens": 400}, "output_tokens": 20}}
+    assert usage_from_llamaindex(CompletionResponse(text="x", raw=raw)) == Usage(
+        input_tokens=500, cache_read_tokens=400, output_tokens=20)

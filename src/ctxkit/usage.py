@@ -77,7 +77,21 @@ class Usage(BaseModel):
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any]) -> Usage:
-        """From an OpenAI chat-completions ``usage`` object (cached tokens are inside prompt_tokens)."""
+        """From an OpenAI ``usage`` object (cached tokens are inside the prompt/input count).
+
+        Accepts the chat-completions shape (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
+        ``completion_tokens_details.reasoning_tokens``) and the Responses API shape (``input_tokens``,
+        ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``).
+        """
+        if "prompt_tokens" not in usage and "input_tokens" in usage:
+            in_details = usage.get("input_tokens_details") or {}
+            o_details = usage.get("output_tokens_details") or {}
+            return cls(
+                input_tokens=int(usage.get("input_tokens") or 0),
+                cache_read_tokens=int(in_details.get("cached_tokens") or 0),
+                output_tokens=int(usage.get("output_tokens") or 0),
+                reasoning_tokens=int(o_details.get("reasoning_tokens") or 0),
+            )
         details = usage.get("prompt_tokens_details") or {}
         out_details = usage.get("completion_tokens_details") or {}
         return cls(

@@ -80,7 +80,7 @@ def usage_from_llamaindex(response: Any) -> Usage | None:
     raw = _as_dict(getattr(response, "raw", None))
     usage = _as_dict(raw.get("usage")) if raw else {}
     if usage:
-        if "prompt_tokens" in usage:
+        if "prompt_tokens" in usage or "input_tokens_details" in usage:
             return Usage.from_openai(usage)
         if "input_tokens" in usage and ("cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage):
             return Usage.from_anthropic(usage)

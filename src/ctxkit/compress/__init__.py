@@ -9,6 +9,7 @@ from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_n
 from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, select_units
 from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
+from ctxkit.compress.sentences import SentenceFilter, split_sentences
 from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
 from ctxkit.compress.summarize import (
     BaseSummarizer,
@@ -50,6 +51,7 @@ __all__ = [
     "LlamaCppSummarizer",
     "PrunedSections",
     "Section",
+    "SentenceFilter",
     "Summarizer",
     "SummaryEpoch",
     "TextCompressor",
@@ -70,6 +72,7 @@ __all__ = [
     "is_mandatory_turn",
     "render_transcript",
     "select_units",
+    "split_sentences",
     "strip_keep_tags",
     "user_cache_dir",
 ]

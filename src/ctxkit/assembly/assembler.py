@@ -32,6 +32,7 @@ from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
 from ctxkit.budget import SECTION_NAMES, Budget
 from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Chunk, Message, ToolSpec
+from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
 
 __all__ = ["Assembler", "ChunkOrder", "assemble", "group_turns"]
@@ -39,6 +40,9 @@ __all__ = ["Assembler", "ChunkOrder", "assemble", "group_turns"]
 ChunkOrder = Literal["score", "source", "edges"]
 
 _MIN_TRUNCATED_TOKENS = 16
+
+#: tiktoken encodings whose pre-tokenizer makes a newline followed by "<" a hard piece boundary
+_ADDITIVE_ENCODINGS = frozenset({"cl100k_base", "o200k_base"})
 
 
 @dataclass
@@ -406,6 +410,26 @@ class Assembler:
         back = by_score[1::2]
         return front + back[::-1]
 
+    def _seed_final_count(self, content: str, blocks: list[str], query: str) -> None:
+        """Count the final user message from its parts, so verifying it re-tokenizes only the last block.
+
+        For cl100k_base and o200k_base the pre-tokenizer never puts ``"\\n"`` and a following
+        ``"<"`` in one piece, and BPE never merges across pieces; every block starts with
+        ``<document`` and the header part ends with a newline, so the count of the whole is
+        the sum of the counts of ``header + "\\n\\n"``, each block but the last (all cached),
+        and ``last block + "\\n" + query``. Other tokenizers are counted whole, as before.
+        """
+        tok = self.counter.tokenizer
+        if not isinstance(tok, TiktokenTokenizer) or tok.name not in _ADDITIVE_ENCODINGS or not blocks:
+            return
+        if content in tok.cache._data:
+            return
+        count = tok.count
+        total = count(f"{self.context_header}\n\n") + count(f"{blocks[-1]}\n{query}")
+        for block in blocks[:-1]:
+            total += count(block)
+        tok.cache.put(content, total)
+
     def _render(self, st: _State, query_msg: Message, header_cost: int) -> tuple[list[Message], list[str]]:
         msgs: list[Message] = []
         section_of: list[str] = []
@@ -415,8 +439,10 @@ class Assembler:
                 section_of.extend([s] * len(it.messages))
         chunk_items = [i for i in st.kept["retrieved"] if i.chunk is not None]
         if chunk_items:
-            context = "".join(i.block for i in self._ordered_chunks(chunk_items))
-            final = query_msg.model_copy(update={"content": f"{self.context_header}\n\n{context}\n{query_msg.content}"})
+            blocks = [i.block for i in self._ordered_chunks(chunk_items)]
+            content = f"{self.context_header}\n\n{''.join(blocks)}\n{query_msg.content}"
+            self._seed_final_count(content, blocks, query_msg.content)
+            final = query_msg.model_copy(update={"content": content})
             msgs.append(final)
             section_of.append("retrieved+query")
         else:

@@ -71,9 +71,9 @@ def knapsack_pack(values: Sequence[float], costs: Sequence[int], capacity: int) 
         if val <= 0 or w > cap:
             continue
         candidate = best[: cap + 1 - w] + val
-        improved = candidate > best[w:]
-        take[i, w:] = improved
-        best[w:] = np.where(improved, candidate, best[w:])
+        tail = best[w:]
+        np.greater(candidate, tail, out=take[i, w:])
+        np.maximum(tail, candidate, out=tail)
     chosen: list[int] = []
     room = cap
     for i in range(n - 1, -1, -1):
@@ -90,6 +90,8 @@ def pack(values: Sequence[float], costs: Sequence[int], capacity: int, *, exact:
     use_exact = exact if exact is not None else len(values) * (max(capacity, 0) + 1) <= KNAPSACK_MAX_CELLS
     if not use_exact or len(values) == 0:
         return greedy
+    v, c = _arrays(values, costs)
+    if int(c[(v > 0) & (c <= capacity)].sum()) <= capacity:  # all worth taking fits: greedy took it all
+        return greedy
     optimal = knapsack_pack(values, costs, capacity)
-    v = np.asarray(values, dtype=np.float64)
     return optimal if v[optimal].sum() > v[greedy].sum() + 1e-12 else greedy

@@ -72,7 +72,8 @@ from _data import chat_histories, essay_paragraphs, lexical_scores
 from _timing import spread, timed
 
 from ctxkit import Assembler, Budget, Chunk, Message
-from ctxkit.tokenizers import get_chat_counter, get_tokenizer
+from ctxkit.tokenizers import OpenAIChatCounter, get_tokenizer
+from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 
 MODEL = "gpt-4o"
 OUTPUT_RESERVE = 1024
@@ -105,8 +106,12 @@ class Outcome:
 
 @dataclass
 class Stats:
-    times: dict[str, dict[int, list[float]]] = field(default_factory=lambda: {s: {} for s in SYSTEMS})
-    outcomes: dict[str, dict[int, Outcome]] = field(default_factory=lambda: {s: {} for s in SYSTEMS})
+    """Per system key (``"langchain"``, ``"langchain@new_query"``, ...) and budget."""
+
+    times: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    outcomes: dict[str, dict[int, Outcome]] = field(default_factory=dict)
+    violations: dict[str, int] = field(default_factory=dict)
+    worst_margin: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def build_inputs(quick: bool) -> Inputs:
@@ -123,8 +128,8 @@ def build_inputs(quick: bool) -> Inputs:
     return Inputs(chunks=chunks, history=history, budgets=[1000, 4000] if quick else [1000, 4000, 16000])
 
 
-def final_content(context: str) -> str:
-    return f"{HEADER}\n\n{context}\n{QUERY}"
+def final_content(context: str, query: str = QUERY) -> str:
+    return f"{HEADER}\n\n{context}\n{query}"
 
 
 # --------------------------------------------------------------------------- peers
@@ -160,7 +165,7 @@ class LangChainSystem:
         self.docs = [Document(page_content=c.text, metadata={"score": c.score, "id": c.id}) for c in inputs.chunks]
         self.HumanMessage = HumanMessage
 
-    def run(self, budget: int) -> list[Any]:
+    def run(self, budget: int, query: str = QUERY) -> list[Any]:
         from langchain_core.messages import trim_messages
 
         history = trim_messages(
@@ -171,14 +176,14 @@ class LangChainSystem:
             start_on="human",
         )
         base = [self.system, *history]
-        left = budget - self.counter([*base, self.HumanMessage(final_content(""))])
+        left = budget - self.counter([*base, self.HumanMessage(final_content("", query))])
         picked: list[str] = []
         for doc in sorted(self.docs, key=lambda d: d.metadata["score"], reverse=True):
             cost = self.count_text(doc.page_content) + 1  # the "\n\n" separator
             if cost <= left:
                 picked.append(doc.page_content)
                 left -= cost
-        return [*base, self.HumanMessage(final_content("\n\n".join(picked)))]
+        return [*base, self.HumanMessage(final_content("\n\n".join(picked), query))]
 
 
 class LlamaIndexSystem:
@@ -201,24 +206,25 @@ class LlamaIndexSystem:
             )
             for b in inputs.budgets
         }
-        self.template = PromptTemplate(final_content("{context_str}"))
+        self.template = PromptTemplate(f"{HEADER}\n\n{{context_str}}\n{{query_str}}")
         self.texts = [c.text for c in sorted(inputs.chunks, key=lambda c: c.score, reverse=True)]
         self.counter = openai_counter(lambda t: len(encode(t)))
 
-    def run(self, budget: int) -> list[Any]:
+    def run(self, budget: int, query: str = QUERY) -> list[Any]:
         from llama_index.core import PromptHelper
 
         history = self.memories[budget].get()
         base = [self.system, *history]
         left = budget - self.counter(base)
+        template = self.template.partial_format(query_str=query)
         context = ""
         try:
             helper = PromptHelper(context_window=left, num_output=0, chunk_overlap_ratio=0.0, tokenizer=self.encode)
-            packed = helper.repack(self.template, self.texts)
+            packed = helper.repack(template, self.texts)
             context = packed[0] if packed else ""
         except ValueError:  # no room left for any context ("Chunk size ... is not positive")
             context = ""
-        return [*base, self.ChatMessage(role=self.user_role, content=self.template.format(context_str=context))]
+        return [*base, self.ChatMessage(role=self.user_role, content=template.format(context_str=context))]
 
 
 # --------------------------------------------------------------------------- scoring
@@ -269,7 +275,9 @@ def main(argv: list[str]) -> dict[str, object]:
 
     tok = get_tokenizer(MODEL)
     encode: Callable[[str], list[int]] = tok.encoding.encode_ordinary  # type: ignore[attr-defined]
-    exact = get_chat_counter(MODEL)
+    # the judge: ctxkit's exact OpenAI chat counter over a tokenizer with its own cache, so
+    # counting the outputs never warms the cache the timed ctxkit calls use
+    exact = OpenAIChatCounter(TiktokenTokenizer(tok.encoding))  # type: ignore[attr-defined]
 
     assemblers = {
         b: Assembler(
@@ -284,38 +292,49 @@ def main(argv: list[str]) -> dict[str, object]:
     lc_cached = LangChainSystem(inputs, encode, cached=True)
     li = LlamaIndexSystem(inputs, encode)
 
-    def make(system: str, budget: int) -> Callable[[], list[Message] | list[Any]]:
+    def make(system: str, budget: int) -> Callable[[str], list[Message] | list[Any]]:
         if system in ("ctxkit", "ctxkit_cold"):
             asm = assemblers[budget]
-            return lambda: list(
-                asm.assemble(query=QUERY, system=SYSTEM, history=inputs.history, chunks=inputs.chunks).messages
+            return lambda q: list(
+                asm.assemble(query=q, system=SYSTEM, history=inputs.history, chunks=inputs.chunks).messages
             )
         if system == "langchain":
-            return lambda: lc.run(budget)
+            return lambda q: lc.run(budget, q)
         if system == "langchain_cached":
-            return lambda: lc_cached.run(budget)
-        return lambda: li.run(budget)
+            return lambda q: lc_cached.run(budget, q)
+        return lambda q: li.run(budget, q)
 
     stats = Stats()
     for budget in inputs.budgets:
         calls = {s: make(s, budget) for s in SYSTEMS}
         for s in SYSTEMS:  # warm-up: imports, lazy inits, first-call costs
-            calls[s]()
+            calls[s](QUERY)
         for rep in range(reps):
             order = SYSTEMS[rep % len(SYSTEMS) :] + SYSTEMS[: rep % len(SYSTEMS)]
-            for s in order:
-                if s == "ctxkit_cold":
-                    tok.cache.clear()
-                elif s == "ctxkit":
-                    calls[s]()  # make sure the cache is warm whatever ran before
-                elapsed, out = timed(calls[s])
-                stats.times[s].setdefault(budget, []).append(elapsed)
-                msgs = out if s.startswith("ctxkit") else to_ctxkit(out)
-                stats.outcomes[s][budget] = Outcome(msgs, _context_of(msgs))
-    return summarize(stats, inputs, exact)
+            fresh = f"{QUERY} (Question {budget}-{rep}.)"
+            for scenario, query in (("repeat", QUERY), ("new_query", fresh)):
+                for s in order:
+                    if s == "ctxkit_cold":
+                        if scenario == "new_query":
+                            continue  # a cold call is new whatever the query
+                        tok.cache.clear()
+                    elif s == "ctxkit" and scenario == "repeat":
+                        calls[s](query)  # the same request seen before, whatever ran in between
+                    elapsed, out = timed(functools.partial(calls[s], query))
+                    key = s if scenario == "repeat" else f"{s}@new_query"
+                    stats.times.setdefault(key, {}).setdefault(budget, []).append(elapsed)
+                    msgs = out if s.startswith("ctxkit") else to_ctxkit(out)
+                    stats.outcomes.setdefault(key, {})[budget] = Outcome(msgs, _context_of(msgs))
+                    margin = exact.count_messages(msgs) - budget
+                    stats.violations[key] = stats.violations.get(key, 0) + (margin > 0)
+                    worst = stats.worst_margin.setdefault(key, {})
+                    worst[str(budget)] = max(worst.get(str(budget), margin), margin)
+    return summarize(stats, inputs)
 
 
-def summarize(stats: Stats, inputs: Inputs, exact: Any) -> dict[str, object]:
+def summarize(stats: Stats, inputs: Inputs) -> dict[str, object]:
+    """Ratios (median, min–max), violations and packed value from the raw measurements."""
+
     def ratios(peer: str, base: str) -> tuple[list[float], dict[str, dict[str, float]]]:
         pooled: list[float] = []
         per: dict[str, dict[str, float]] = {}
@@ -331,7 +350,7 @@ def summarize(stats: Stats, inputs: Inputs, exact: Any) -> dict[str, object]:
         "history_messages": len(inputs.history),
         "reps": len(stats.times["ctxkit"][inputs.budgets[0]]),
         "ms_by_system": {
-            s: {str(b): round(statistics.median(stats.times[s][b]) * 1e3, 3) for b in inputs.budgets} for s in SYSTEMS
+            k: {str(b): round(statistics.median(v[b]) * 1e3, 3) for b in inputs.budgets} for k, v in stats.times.items()
         },
     }
     for peer, key in (
@@ -345,27 +364,23 @@ def summarize(stats: Stats, inputs: Inputs, exact: Any) -> dict[str, object]:
         result[f"{key}_by_budget"] = per
         cold, _ = ratios(peer, "ctxkit_cold")
         result[f"cold_{key}"] = round(statistics.median(cold), 2)
+        fresh, fresh_per = ratios(f"{peer}@new_query", "ctxkit@new_query")
+        result[f"{key}_new_query"] = round(statistics.median(fresh), 2)
+        result[f"{key}_new_query_by_budget"] = fresh_per
 
-    violations = dict.fromkeys(SYSTEMS, 0)
-    over_by: dict[str, dict[str, int]] = {s: {} for s in SYSTEMS}
     value: dict[str, dict[str, float]] = {}
     lowest = float("inf")
     for b in inputs.budgets:
-        row: dict[str, float] = {}
-        for s in SYSTEMS:
-            out = stats.outcomes[s][b]
-            total = exact.count_messages(out.messages)
-            over_by[s][str(b)] = total - b
-            if total > b:
-                violations[s] += 1
-            row[s] = round(packed_value(inputs.chunks, out.context), 3)
+        row = {s: round(packed_value(inputs.chunks, stats.outcomes[s][b].context), 3) for s in SYSTEMS}
         best_peer = max(row["langchain"], row["langchain_cached"], row["llamaindex"])
         rel = row["ctxkit"] / best_peer if best_peer > 0 else (1.0 if row["ctxkit"] == 0 else float("inf"))
         row["ctxkit_vs_best_peer"] = round(rel, 3)
         lowest = min(lowest, rel)
         value[str(b)] = row
-    result["violations"] = violations
-    result["tokens_minus_budget"] = over_by
+    result["violations"] = {k: v for k, v in stats.violations.items() if "@" not in k}
+    result["violations_new_query"] = {k.split("@")[0]: v for k, v in stats.violations.items() if "@" in k}
+    result["prompts_checked"] = sum(len(t) for v in stats.times.values() for t in v.values())
+    result["tokens_minus_budget_worst"] = stats.worst_margin
     result["value_packed_vs_peers"] = round(lowest, 3)
     result["value_by_budget"] = value
     return result

@@ -55,8 +55,10 @@ def test_assembly_fields_and_no_budget_violation(assembly_result: dict[str, Any]
     assert set(violations) >= {"ctxkit", "langchain", "llamaindex"}
     assert violations["ctxkit"] == 0
     assert violations["ctxkit_cold"] == 0
+    assert assembly_result["violations_new_query"]["ctxkit"] == 0
     # every ctxkit prompt is within its budget, counted exactly
-    assert all(v <= 0 for v in assembly_result["tokens_minus_budget"]["ctxkit"].values())
+    worst = assembly_result["tokens_minus_budget_worst"]
+    assert all(v <= 0 for key in ("ctxkit", "ctxkit_cold", "ctxkit@new_query") for v in worst[key].values())
     assert assembly_result["value_packed_vs_peers"] >= 1.0
     assert assembly_result["history_messages"] == 40
 

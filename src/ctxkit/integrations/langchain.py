@@ -21,6 +21,8 @@ What is here:
   prunes) retrieved documents to a token budget, for ``ContextualCompressionRetriever``;
 * :class:`CtxkitRetriever` — a ``BaseRetriever`` over :class:`ctxkit.retrieval.Retriever`
   returning a budget-packed set;
+* :class:`CtxkitEmbeddings` — LangChain ``Embeddings`` over a ctxkit embedder (offline
+  all-MiniLM-L6-v2 by default, cached by content hash);
 * :class:`LedgerCallbackHandler` — re-exported from :mod:`ctxkit.telemetry.langchain`.
 """
 
@@ -42,6 +44,7 @@ from langchain_core.callbacks import (  # noqa: E402
     Callbacks,
 )
 from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
+from langchain_core.embeddings import Embeddings  # noqa: E402
 from langchain_core.language_models import BaseChatModel, LanguageModelInput  # noqa: E402
 from langchain_core.language_models.base import LangSmithParams  # noqa: E402
 from langchain_core.messages import (  # noqa: E402
@@ -79,6 +82,7 @@ __all__ = [
     "AssembledPromptValue",
     "ChatCtxkit",
     "CtxkitCompressor",
+    "CtxkitEmbeddings",
     "CtxkitPrompt",
     "CtxkitRetriever",
     "LedgerCallbackHandler",
@@ -471,6 +475,16 @@ class ChatCtxkit(BaseChatModel):
                 n_calls += 1
             elif event.kind == "done" and event.result is not None:
                 result = event.result
+                if n_calls == 0 and result.tool_calls:  # backends that report calls only in the final result
+                    yield ChatGenerationChunk(
+                        message=AIMessageChunk(
+                            content="",
+                            tool_call_chunks=[
+                                tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=i)
+                                for i, c in enumerate(result.tool_calls)
+                            ],
+                        )
+                    )
                 yield ChatGenerationChunk(
                     message=AIMessageChunk(
                         content="",
@@ -557,7 +571,9 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
 
     Reads ``query_key`` (the question), ``context_key`` (documents: LangChain
     ``Document``, ctxkit ``Chunk`` or strings; scores from metadata), ``history_key``
-    (LangChain or ctxkit messages), ``memory_key`` and ``system_key`` when present. The
+    (LangChain or ctxkit messages), ``memory_key`` and ``system_key`` when present. A
+    context already joined into one string (``format_docs``) is split back into chunks at
+    ``context_separator`` when one is given (earlier pieces rank higher). The
     system prompt and history come first and the volatile context and question last, so
     the prefix stays byte-stable across turns. ``output``: ``"prompt_value"`` (an
     :class:`AssembledPromptValue`, which every chat model accepts), ``"messages"``
@@ -579,6 +595,7 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
         output: Literal["prompt_value", "messages", "assembled"] = "prompt_value",
         score_keys: Sequence[str] = DEFAULT_SCORE_KEYS,
         output_reserve: int = 256,
+        context_separator: str | None = None,
     ) -> None:
         if output not in ("prompt_value", "messages", "assembled"):
             raise InvalidInputError(f"output must be 'prompt_value', 'messages' or 'assembled', not {output!r}")
@@ -595,6 +612,7 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
         self.system_key = system_key
         self.output = output
         self.score_keys = tuple(score_keys)
+        self.context_separator = context_separator
         self.last: AssembledPrompt | None = None
 
     def __repr__(self) -> str:
@@ -604,6 +622,8 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
     def _chunks(self, value: Any) -> list[Chunk]:
         if value is None:
             return []
+        if isinstance(value, str) and self.context_separator:
+            value = [p for p in value.split(self.context_separator) if p.strip()]
         if isinstance(value, str | Document | Chunk):
             value = [value]
         out: list[Chunk] = []
@@ -764,3 +784,28 @@ class CtxkitRetriever(BaseRetriever):
         budget, k, opts = self._options(kwargs)
         chunks = await self.retriever.aretrieve(query, budget, **opts)
         return [chunk_to_document(c) for c in chunks[:k]]
+
+
+# ---------------------------------------------------------------------- embeddings
+class CtxkitEmbeddings(Embeddings):
+    """LangChain ``Embeddings`` over a ctxkit embedder (default: offline all-MiniLM-L6-v2, extra ``retrieval``).
+
+    Vectors are L2-normalized float32 as the ctxkit embedder returns them; repeated texts
+    come from its content-hash cache.
+    """
+
+    def __init__(self, embedder: Any = None) -> None:
+        if embedder is None:
+            from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
+
+            embedder = SentenceTransformerEmbedder()
+        self.embedder = embedder
+
+    def __repr__(self) -> str:
+        return f"CtxkitEmbeddings({self.embedder!r})"
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embedder.embed(list(texts))]
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(x) for x in self.embedder.embed_query(text)]

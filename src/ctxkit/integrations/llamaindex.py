@@ -19,7 +19,9 @@ What is here:
   (chat, completion, streaming, async), reporting usage in ``raw["usage"]``;
 * :class:`CtxkitChatMemory` — a chat memory (``BaseChatStoreMemory``) whose ``get``
   returns the newest whole turns that fit a token window, as ctxkit counts them, with
-  tool outputs optionally shortened; tool calls are never split from their results.
+  tool outputs optionally shortened; tool calls are never split from their results;
+* :class:`CtxkitEmbedding` — a LlamaIndex embedding over a ctxkit embedder (offline
+  all-MiniLM-L6-v2 by default), so an index builds with no network.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ctxkit._optional import require
 
 require("llama_index.core", feature="the LlamaIndex integration", extra="llamaindex", package="llama-index-core")
 
+from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
 from llama_index.core.base.llms.types import (  # noqa: E402
     ChatMessage,
     ChatResponse,
@@ -70,6 +73,7 @@ from ctxkit.usage import Usage  # noqa: E402
 
 __all__ = [
     "CtxkitChatMemory",
+    "CtxkitEmbedding",
     "CtxkitLLM",
     "CtxkitNodePostprocessor",
     "chunk_to_node",
@@ -561,3 +565,37 @@ class CtxkitChatMemory(BaseChatStoreMemory):
                 j += 1
         self.last_dropped = len(group_turns(work)) - len(group_turns(kept))
         return out
+
+
+# ---------------------------------------------------------------------- embeddings
+class CtxkitEmbedding(BaseEmbedding):
+    """A LlamaIndex embedding over a ctxkit embedder (default: offline all-MiniLM-L6-v2, extra ``retrieval``)."""
+
+    embedder: Any = Field(default=None, exclude=True)
+
+    def __init__(self, embedder: Any = None, **kwargs: Any) -> None:
+        if embedder is None:
+            from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
+
+            embedder = SentenceTransformerEmbedder()
+        kwargs.setdefault("model_name", str(embedder.name))
+        super().__init__(embedder=embedder, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CtxkitEmbedding"
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self.embedder.embed_query(query)]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return [float(x) for x in self.embedder.embed([text])[0]]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embedder.embed(list(texts))]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self._get_text_embedding, text)

@@ -39,11 +39,11 @@ import pytest
 pytest.importorskip("langchain_tests")
 pytest.importorskip("llama_cpp")
 
-from langchain_core.messages import AIMessage  # noqa: E402
-from langchain_tests.integration_tests import ChatModelIntegrationTests, RetrieversIntegrationTests  # noqa: E402
-from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402
+from langchain_core.messages import AIMessage
+from langchain_tests.integration_tests import ChatModelIntegrationTests, RetrieversIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
 
-from ctxkit.integrations.langchain import ChatCtxkit, CtxkitRetriever  # noqa: E402
+from ctxkit.integrations.langchain import ChatCtxkit, CtxkitRetriever
 
 
 def _mark_async_tests(cls: type) -> type:
@@ -54,9 +54,9 @@ def _mark_async_tests(cls: type) -> type:
     """
     for name in dir(cls):
         fn = getattr(cls, name)
-        if name.startswith("test_") and inspect.iscoroutinefunction(fn):
-            if not any(m.name == "asyncio" for m in getattr(fn, "pytestmark", [])):
-                pytest.mark.asyncio(fn)
+        marked = any(m.name == "asyncio" for m in getattr(fn, "pytestmark", []))
+        if name.startswith("test_") and inspect.iscoroutinefunction(fn) and not marked:
+            pytest.mark.asyncio(fn)
     return cls
 
 
@@ -167,7 +167,8 @@ def _retriever() -> Any:
 
     paragraphs = essay_paragraphs(120)[:40]
     r = Retriever()
-    r.add_documents([Document(id=f"{p.doc_id}#{p.position}", text=p.text, title=p.doc_id) for p in paragraphs], progress=False)
+    docs = [Document(id=f"{p.doc_id}#{p.position}", text=p.text, title=p.doc_id) for p in paragraphs]
+    r.add_documents(docs, progress=False)
     return r
 
 

@@ -87,6 +87,35 @@ def convert_gguf_to_hf(
     return target
 
 
+class _LegacyCacheModel:
+    """Lets llmlingua 0.2.2 drive a transformers 4.4x+ model.
+
+    llmlingua slices the key/value cache as nested lists of tensors between calls;
+    recent transformers models want a ``Cache`` object in and return one out. This
+    wrapper converts at the call boundary (lists -> ``DynamicCache`` -> lists) and
+    delegates everything else to the model.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        pkv = kwargs.get("past_key_values")
+        if isinstance(pkv, list | tuple):
+            from transformers import DynamicCache
+
+            legacy: Any = tuple((k, v) for k, v in pkv)
+            kwargs["past_key_values"] = DynamicCache.from_legacy_cache(legacy)
+        out = self._model(*args, **kwargs)
+        cache = getattr(out, "past_key_values", None)
+        if cache is not None and hasattr(cache, "to_legacy_cache"):
+            out.past_key_values = cache.to_legacy_cache()
+        return out
+
+
 class LLMLinguaCompressor(BaseCompressor):
     """``llmlingua.PromptCompressor`` through the ctxkit compressor interface, offline.
 
@@ -125,6 +154,9 @@ class LLMLinguaCompressor(BaseCompressor):
             self.model_path: str = str(path)
         else:
             self.model_path = str(getattr(compressor, "model_name", "custom"))
+        model = getattr(compressor, "model", None)
+        if model is not None and not isinstance(model, _LegacyCacheModel):
+            compressor.model = _LegacyCacheModel(model)
         self.compressor = compressor
         self.tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
         self.compress_kwargs: dict[str, Any] = {

@@ -35,7 +35,7 @@ from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
-__all__ = ["PrunedSections", "Section", "TokenPruner", "allocate_budget", "select_units"]
+__all__ = ["PrunedSections", "Section", "TokenPruner", "allocate_budget", "join_units", "select_units"]
 
 _UNIT = re.compile(r"(?:[^\S\n]*\n)+[^\S\n]*|[^\S\n]*(?:\w+|[^\w\s]+)|[^\S\n]+$")
 _QUESTION_TEMPLATE = "Question: {question}\nRelevant text:\n"
@@ -75,6 +75,22 @@ class PrunedSections(BaseModel):
     @property
     def rate(self) -> float:
         return self.compressed_tokens / self.original_tokens if self.original_tokens else 1.0
+
+
+def join_units(text: str, starts: IntArray, ends: IntArray) -> str:
+    """Concatenate kept units; where a dropped unit glued two words or numbers, put a space back.
+
+    ``80,000*1.5`` with ``*`` dropped must not become the different number ``80,0001.5``.
+    """
+    parts: list[str] = []
+    prev_end = -1
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        piece = text[s:e]
+        if parts and s != prev_end and piece[:1].isalnum() and parts[-1][-1:].isalnum():
+            parts.append(" ")
+        parts.append(piece)
+        prev_end = e
+    return "".join(parts).strip()
 
 
 def select_units(cost: IntArray, score: FloatArray, forced: BoolArray, target: float) -> BoolArray:
@@ -238,7 +254,7 @@ class TokenPruner(BaseCompressor):
         starts, ends, cost, score, forced = self._units(scores, keep, marked)
         n_tokens = int(cost.sum())
         mask = select_units(cost, score, forced, rate * n_tokens)
-        out = "".join(clean[s:e] for s, e in zip(starts[mask], ends[mask], strict=True)).strip()
+        out = join_units(clean, starts[mask], ends[mask])
         before = self._count(clean) if self.tokenizer is not None else n_tokens
         return CompressionResult(
             text=out,
@@ -288,7 +304,7 @@ class TokenPruner(BaseCompressor):
             sub = select_units(cost[idx], score[idx], forced[idx], float(targets[i]))
             mask[idx[sub]] = True
             lo, hi = bounds[i]
-            kept = "".join(full[s:e] for s, e in zip(starts[idx[sub]], ends[idx[sub]], strict=True)).strip()
+            kept = join_units(full, starts[idx[sub]], ends[idx[sub]])
             original = full[lo:hi]
             results.append(
                 CompressionResult(

@@ -159,6 +159,7 @@ def test_anthropic_plan_marks_static_and_session_ends(claude: Assembler) -> None
     marks += [b for t in kwargs["messages"] for b in t["content"] if "cache_control" in b]
     marks += [t for t in kwargs.get("tools", []) if "cache_control" in t]
     assert len(marks) == 2
+    assert plan.message_indices(p) == (0, len(p.messages) - 2)  # the system prompt, the last history message
     assert kwargs["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert kwargs["messages"][-2]["content"][-1]["cache_control"] == {"type": "ephemeral"}  # the last history turn
     assert "cache_control" not in kwargs["messages"][-1]["content"][-1]  # the per-turn query stays unmarked

@@ -147,6 +147,18 @@ class CachePlan(BaseModel):
         )
 
     # ------------------------------------------------------------------ rendering
+    def message_indices(self, prompt: AssembledPrompt) -> tuple[int, ...]:
+        """Indices into ``prompt.messages`` of the messages that end a breakpoint (tool marks left out).
+
+        For request objects that take breakpoints as message indices (``Request(cache=...)``).
+        """
+        segs = segments(prompt, provider=self.provider if self.provider != "llamacpp" else "openai")
+        return tuple(
+            sorted(
+                segs[b.segment_index].source_index for b in self.breakpoints if segs[b.segment_index].kind == "message"
+            )
+        )
+
     def apply(self, prompt: AssembledPrompt) -> dict[str, Any]:
         """Request keyword arguments for the provider with this plan's marks in place."""
         if self.provider == "anthropic":

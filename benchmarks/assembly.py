@@ -270,7 +270,7 @@ def main(argv: list[str]) -> dict[str, object]:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--reps", type=int, default=None)
     args = parser.parse_args(argv)
-    reps = args.reps or (2 if args.quick else 9)
+    reps = args.reps or (2 if args.quick else 15)
     inputs = build_inputs(args.quick)
 
     tok = get_tokenizer(MODEL)

@@ -15,6 +15,7 @@ Fields:
 
 * ``ratio_vs_tiktoken`` — ctxkit uncached time / tiktoken time (target ≤ 1.2);
 * ``cached_speedup`` — tiktoken time / ctxkit cached time (target ≥ 10);
+* ``aa_control_ratio`` — tiktoken against itself in the same loop: the noise floor of the ratios;
 * ``batch_ratio_vs_tiktoken`` — ``tok.count_many`` (fresh cache) / ``enc.encode_ordinary_batch``;
 * ``mismatches`` — count differences against ``len(enc.encode_ordinary(t))`` over all texts, for
   cl100k_base and o200k_base, through ``count`` (cold and cached), ``count_many`` and
@@ -151,6 +152,7 @@ def main(argv: list[str]) -> dict[str, object]:
     cached: list[float] = []
     batch: list[float] = []
     t_tik: list[float] = []
+    control: list[float] = []
     for rep in range(reps):
         tok.cache.clear()
         if rep % 2 == 0:
@@ -160,6 +162,7 @@ def main(argv: list[str]) -> dict[str, object]:
             t_t, _ = timed(run_tiktoken)
             t_c, _ = timed(run_ctxkit)
         t_cached, _ = timed(run_ctxkit)
+        t_t2, _ = timed(run_tiktoken)  # A/A control: tiktoken against itself
         tok.cache.clear()
         if rep % 2 == 0:
             t_cb, _ = timed(run_ctxkit_batch)
@@ -171,6 +174,7 @@ def main(argv: list[str]) -> dict[str, object]:
         cached.append(t_t / t_cached)
         batch.append(t_cb / t_tb)
         t_tik.append(t_t)
+        control.append(t_t2 / t_t)
 
     mism = _mismatches(texts)
     result: dict[str, object] = {
@@ -182,6 +186,8 @@ def main(argv: list[str]) -> dict[str, object]:
         "ratio_vs_tiktoken_range": spread(ratio),
         "cached_speedup": round(statistics.median(cached), 1),
         "cached_speedup_range": spread(cached, 1),
+        "aa_control_ratio": round(statistics.median(control), 3),
+        "aa_control_ratio_range": spread(control),
         "batch_ratio_vs_tiktoken": round(statistics.median(batch), 3),
         "batch_ratio_vs_tiktoken_range": spread(batch),
         "mismatches": sum(mism.values()),

@@ -16,6 +16,11 @@ TEXT = (
     "could see the art of the region. Over the years it grew from a single room above a bakery into a large "
     "building near the river."
 )
+LONG = TEXT + " " + (
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+    "How much did she earn? Weng earns 12/60 = $0.2 per minute. Working 50 minutes, she earned $10. "
+    "Most visitors come in the summer, when the gardens behind the building are in bloom and the river is calm."
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,14 @@ def test_llmlingua_adapter_compresses_offline(lingua: LLMLinguaCompressor) -> No
         assert w in TEXT, w
     # same vocabulary as the built-in pruner's scorer: counts agree
     assert r.original_tokens == TokenPruner().scorer.count(TEXT)
+
+
+@pytest.mark.model
+def test_llmlingua_long_text_reuses_its_cache(lingua: LLMLinguaCompressor) -> None:
+    # longer than llmlingua's iterative window: it slices and passes back the key/value cache
+    r = lingua.compress(LONG, rate=0.5)
+    assert r.original_tokens > 150
+    assert 0.3 < r.rate < 0.8
 
 
 @pytest.mark.model

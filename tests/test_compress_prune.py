@@ -16,6 +16,7 @@ from ctxkit.compress import (
     allocate_budget,
     extract_numbers,
     force_spans,
+    join_units,
     select_units,
     strip_keep_tags,
 )
@@ -136,6 +137,13 @@ def test_invalid_inputs() -> None:
             p.compress("text", rate=bad)
     with pytest.raises(InvalidInputError):
         TokenPruner(force=["emoji"])
+
+
+def test_join_units_never_glues_numbers() -> None:
+    text = "80,000*1.5=120,000 and x"
+    starts = np.array([0, 7, 11, 18], dtype=np.int64)
+    ends = np.array([6, 10, 18, 22], dtype=np.int64)
+    assert join_units(text, starts, ends) == "80,000 1.5 120,000 and"
 
 
 def test_spans_and_tags() -> None:

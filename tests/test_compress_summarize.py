@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ctxkit.assembly import group_turns
 from ctxkit.compress import (
+    BackendSummarizer,
     CallableSummarizer,
     CompactingHistory,
     CompactionTrigger,
@@ -142,6 +143,18 @@ def test_llamacpp_summarizer_real_model(llm_summarizer: LlamaCppSummarizer) -> N
     assert msgs[0].content == "You are a travel agent." and msgs[1].content.startswith("Summary of an earlier")
     assert msgs[2:] == BOOKING[2:]
     assert epoch.tokens_after < epoch.tokens_before or len(epoch.text) > 0
+
+
+@pytest.mark.model
+def test_backend_summarizer_over_ctxkit_llamacpp_backend(llm_summarizer: LlamaCppSummarizer) -> None:
+    from ctxkit.dispatch.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend.from_llama(llm_summarizer.llama)
+    s = BackendSummarizer(backend)
+    out = s.summarize(BOOKING, max_tokens=60)
+    assert out and len(llm_summarizer.llama.tokenize(out.encode())) <= 61
+    assert asyncio.run(s.asummarize(BOOKING, max_tokens=60)) == out
+    assert s.summarize([], max_tokens=60) == ""
 
 
 @pytest.mark.model

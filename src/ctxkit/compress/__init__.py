@@ -7,11 +7,12 @@ LLMLingua adapter); trimming and fidelity reports are pure and need nothing.
 from ctxkit.compress.base import BaseCompressor, CompressionResult, TextCompressor
 from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_numbers, fidelity_report
 from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
-from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, select_units
+from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, join_units, select_units
 from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.sentences import SentenceFilter, split_sentences
 from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
 from ctxkit.compress.summarize import (
+    BackendSummarizer,
     BaseSummarizer,
     CallableSummarizer,
     CompactingHistory,
@@ -35,6 +36,7 @@ from ctxkit.compress.trim import (
 
 __all__ = [
     "FORCE_KINDS",
+    "BackendSummarizer",
     "BaseCompressor",
     "BaseHistoryPolicy",
     "BaseSummarizer",
@@ -70,6 +72,7 @@ __all__ = [
     "fidelity_report",
     "force_spans",
     "is_mandatory_turn",
+    "join_units",
     "render_transcript",
     "select_units",
     "split_sentences",

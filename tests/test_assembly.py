@@ -19,9 +19,10 @@ from ctxkit import (
     SectionOverBudgetError,
     ToolCall,
     ToolSpec,
-    get_chat_counter,
 )
 from ctxkit.assembly import greedy_pack, group_turns, knapsack_pack, pack
+from ctxkit.tokenizers import OpenAIChatCounter
+from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -122,7 +123,8 @@ def test_never_over_budget_and_structure_intact(
     event(f"verification shed items: {any('shed after' in a.reason for a in prompt.audit)}")
     # never over budget, by an independent exact recount of the rendered request
     payload = prompt.to_openai()
-    recount = get_chat_counter("gpt-4o").count_messages([Message.from_openai(m) for m in payload["messages"]], tools)
+    fresh = OpenAIChatCounter(TiktokenTokenizer("o200k_base"))  # its own, empty count cache
+    recount = fresh.count_messages([Message.from_openai(m) for m in payload["messages"]], tools)
     assert recount == prompt.total_tokens <= limit
     # tool calls and results stay paired, in order
     group_turns([m for m, s in zip(prompt.messages, prompt.section_of, strict=True) if s == "history"])

@@ -94,7 +94,7 @@ class TestChatCtxkitIntegration(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"model": "smollm2-135m-instruct", "dispatcher": _dispatcher(), "max_tokens": 12}
+        return {"model": "smollm2-135m-instruct", "dispatcher": _dispatcher(), "max_tokens": 8}
 
     @property
     def has_tool_calling(self) -> bool:

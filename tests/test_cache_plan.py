@@ -49,6 +49,8 @@ def test_rules_follow_the_documented_tables() -> None:
     gpt = rules_for("gpt-4o-2024-08-06")
     assert (gpt.min_cacheable_tokens, gpt.increment_tokens, gpt.explicit_breakpoints) == (1024, 128, False)
     assert rules_for("gpt-5.6-mini").explicit_breakpoints
+    assert rules_for("gpt-6").explicit_breakpoints and rules_for("gpt-5.7").write_multiplier == {"30m": 1.25}
+    assert not rules_for("gpt-5-mini").explicit_breakpoints and not rules_for("gpt-5.1").explicit_breakpoints
     assert rules_for("smollm2-135m-instruct").provider == "llamacpp"
     assert set(ANTHROPIC_MIN_CACHEABLE_TOKENS.values()) == {1024, 2048, 4096}
     with pytest.raises(UnknownNameError, match="register_cache_rules"):

@@ -54,6 +54,7 @@ llama.cpp (local)
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Literal
 
@@ -192,14 +193,12 @@ _LLAMACPP = CacheRules(
     source="llama.cpp keeps the previous prompt's KV cache and reuses the longest common prefix",
 )
 
+_GPT_VERSION = re.compile(r"^gpt-(\d+)(?:\.(\d+))?(?:-|$)")
 _lock = threading.Lock()
 _rules: dict[str, CacheRules] = {
     **{name: _anthropic(name, n) for name, n in ANTHROPIC_MIN_CACHEABLE_TOKENS.items()},
     "claude": _anthropic("claude", 1024),
     "gpt-5.6": _openai("gpt-5.6", explicit=True),
-    "gpt-5.7": _openai("gpt-5.7", explicit=True),
-    "gpt-5.8": _openai("gpt-5.8", explicit=True),
-    "gpt-6": _openai("gpt-6", explicit=True),
     "gpt-5": _openai("gpt-5", extended=True),
     "gpt-4.1": _openai("gpt-4.1", extended=True),
     "gpt-4o": _openai("gpt-4o"),
@@ -231,6 +230,9 @@ def rules_for(model: str) -> CacheRules:
     with _lock:
         if key in _rules:
             return _rules[key]
+        version = _GPT_VERSION.match(key)
+        if version and (int(version.group(1)), int(version.group(2) or 0)) >= (5, 6):
+            return _openai(key, explicit=True)  # "GPT-5.6 models and later model families"
         best = max((k for k in _rules if key.startswith(k)), key=len, default=None)
         if best is not None:
             return _rules[best]

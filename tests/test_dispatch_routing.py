@@ -31,8 +31,11 @@ from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.errors import InvalidInputError
 from ctxkit.usage import Usage
 
-ROUTING = Path("/work/shared/data/routing") if Path("/work/shared/data/routing").is_dir() else \
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
+ROUTING = (
+    Path("/work/shared/data/routing")
+    if Path("/work/shared/data/routing").is_dir()
+    else Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
+)
 EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
 
 
@@ -114,8 +117,13 @@ def test_calibration_on_real_labels_hits_its_target_on_held_out_prompts() -> Non
     n = len(texts)
     idx = np.random.default_rng(7).permutation(n)
     cal, test = idx[: n // 2], idx[n // 2 :]
-    groups = np.repeat(np.arange(4), [sum(1 for _ in _mmlu([s])[0]) for s in
-                                      ["high_school_mathematics", "marketing", "college_physics", "sociology"]])
+    groups = np.repeat(
+        np.arange(4),
+        [
+            sum(1 for _ in _mmlu([s])[0])
+            for s in ["high_school_mathematics", "marketing", "college_physics", "sociology"]
+        ],
+    )
     del subject
     score = np.zeros(n)
     for g in range(4):
@@ -144,8 +152,11 @@ def test_semantic_router_routes_and_abstains(embedder) -> None:  # type: ignore[
     router = SemanticRouter(
         {
             "billing": ["I was charged twice on my card", "how do I get a refund", "update my payment method"],
-            "code": ["my python script throws a KeyError", "how to reverse a list in javascript",
-                     "fix this segmentation fault in C"],
+            "code": [
+                "my python script throws a KeyError",
+                "how to reverse a list in javascript",
+                "fix this segmentation fault in C",
+            ],
         },
         default="general",
         thresholds={"billing": 0.45, "code": 0.45},
@@ -168,18 +179,19 @@ def test_knn_quality_router_mechanics_on_real_labels(embedder) -> None:  # type:
     subjects = sorted(p.name[5:-4] for p in (ROUTING / "mmlu").glob("mmlu_*.csv"))
     texts, weak, strong = _mmlu(subjects)
     rng = np.random.default_rng(3)
-    pick = rng.choice(len(texts), 600, replace=False)
-    texts, weak, strong = [texts[i] for i in pick], weak[pick], strong[pick]
+    pick = rng.choice(len(texts), 240, replace=False)
+    texts, weak, strong = [texts[i][:400] for i in pick], weak[pick], strong[pick]
     idx = rng.permutation(len(texts))
     train, test = idx[: len(idx) * 2 // 3], idx[len(idx) * 2 // 3 :]
     emb = embedder.embed(texts)
-    router = KNNQualityRouter(None, weak[train], strong[train], weak="weak", strong="strong", k=15,
-                              embeddings=emb[train])
+    router = KNNQualityRouter(
+        None, weak[train], strong[train], weak="weak", strong="strong", k=15, embeddings=emb[train]
+    )
     scores = router.scores(embeddings=emb[test])
     assert scores.shape == (len(test),) and ((scores >= 0) & (scores <= 1)).all()
     # on its own labelled prompts (each its own nearest neighbour) the labels must be recovered well above
-    # random: this fails if embeddings, neighbours and labels are misaligned. Held-out APGR on 600 prompts was
-    # measured at ~0.45 (no better than random): MiniLM neighbours do not predict MMLU difficulty at this scale.
+    # random: this fails if embeddings, neighbours and labels are misaligned. Held-out quality is measured by
+    # benchmarks/routing.py (it is close to random routing on MMLU at small training sizes).
     own = router.scores(embeddings=emb[train])
     curve = operating_curve(own, weak[train], strong[train])
     assert apgr(curve, weak[train].mean(), strong[train].mean()) > 0.6
@@ -203,8 +215,9 @@ class _Fixed:
 
 def test_session_router_prices_the_warm_cache() -> None:
     inner = _Fixed("sonnet")
-    router = SessionAwareRouter(inner, {"sonnet": "claude-sonnet-4-5", "haiku": "claude-haiku-4-5"},
-                                expected_output_tokens=100)
+    router = SessionAwareRouter(
+        inner, {"sonnet": "claude-sonnet-4-5", "haiku": "claude-haiku-4-5"}, expected_output_tokens=100
+    )
     req = as_request([Message.system("rules " * 3000), Message.user("next question")], session_id="s1")
     first = router.route(req)
     assert first.route == "sonnet"
@@ -237,3 +250,16 @@ def test_retry_policy_backoff_is_bounded_and_honours_retry_after() -> None:
     assert p.delay(0, BackendHTTPError("bad", status_code=400), rng) is None
     assert p.delay(0, BackendHTTPError("slow", status_code=429, retry_after=12), rng) == 12
     assert p.delay(0, BackendHTTPError("slow", status_code=429, retry_after=120), rng) is None  # fall back now
+
+
+def test_importing_dispatch_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ctxkit.dispatch as d; d.Dispatcher; d.RulesRouter; d.Cascade; d.calibrate; d.get_backend;"
+        "heavy = [m for m in ('openai', 'anthropic', 'llama_cpp', 'faiss', 'sentence_transformers', 'torch')"
+        " if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

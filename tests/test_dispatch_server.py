@@ -51,9 +51,23 @@ def llama_server() -> Iterator[str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--verbose", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_gguf_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--verbose",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -174,8 +188,9 @@ def test_user_built_openai_client_is_accepted(llama_server: str) -> None:
 def test_sensitive_content_never_reaches_a_remote_backend(proxy: Proxy) -> None:
     remote = OpenAIBackend("smollm2", base_url=proxy.url, api_key="sk-test", local=False, name="remote")
     local = get_backend("llamacpp:default")
-    d = Dispatcher({"remote": remote, "local": local}, default="remote", residency=ResidencyPolicy(
-        detectors=pii_detectors()))
+    d = Dispatcher(
+        {"remote": remote, "local": local}, default="remote", residency=ResidencyPolicy(detectors=pii_detectors())
+    )
     r = d.run("Summarize: my card is 4111 1111 1111 1111.", max_tokens=4)  # detected as sensitive
     assert proxy.count == 0 and r.local and r.decision is not None and r.decision.route == "local"
     d.run("Patient notes: fever.", sensitive=True, max_tokens=4)
@@ -190,13 +205,14 @@ def test_sensitive_content_never_reaches_a_remote_backend(proxy: Proxy) -> None:
 
 
 def test_retries_honour_retry_after_then_succeed(proxy: Proxy) -> None:
-    b = OpenAIBackend("smollm2", base_url=proxy.url)
+    b = OpenAIBackend("smollm2", base_url=proxy.url, extra_body={"cache_prompt": True})
     proxy.fail = [(429, {"retry-after": "3"}), (503, {})]
     waits: list[float] = []
     d = Dispatcher({"a": b}, retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, seed=1), sleep=waits.append)
     r = d.run("Say hi.", max_tokens=4)
     assert r.attempts == 3 and proxy.count == 3
     assert waits[0] == 3.0 and 0 <= waits[1] <= 0.02
+    assert proxy.bodies[-1]["cache_prompt"] is True and proxy.bodies[-1]["max_tokens"] == 4
     proxy.fail = [(400, {})]
     with pytest.raises(AllBackendsFailedError) as info:
         d.run("Say hi.", max_tokens=4)
@@ -208,8 +224,13 @@ def test_circuit_breaker_opens_and_fallback_answers(proxy: Proxy) -> None:
     b = OpenAIBackend("smollm2", base_url=proxy.url, name="primary")
     local = get_backend("llamacpp:default")
     breaker = CircuitBreaker(failure_threshold=2, reset_s=10, clock=lambda: now[0])
-    d = Dispatcher({"primary": b, "local": local}, fallbacks=["local"], breaker=breaker,
-                   retry=RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    d = Dispatcher(
+        {"primary": b, "local": local},
+        fallbacks=["local"],
+        breaker=breaker,
+        retry=RetryPolicy(max_attempts=1),
+        sleep=lambda s: None,
+    )
     proxy.fail = [(500, {}), (500, {})]
     for _ in range(2):
         r = d.run("Say hi.", max_tokens=4)
@@ -224,12 +245,28 @@ def test_circuit_breaker_opens_and_fallback_answers(proxy: Proxy) -> None:
 
 
 def test_fallback_with_a_smaller_window_gets_a_reassembled_prompt(proxy: Proxy) -> None:
-    register_model(ModelInfo(name="smollm2-small-window", provider="llamacpp", context_window=400, max_output=64,
-                             tokenizer="gguf:default", chat_format="template", local=True), replace=True)
+    register_model(
+        ModelInfo(
+            name="smollm2-small-window",
+            provider="llamacpp",
+            context_window=400,
+            max_output=64,
+            tokenizer="gguf:default",
+            chat_format="template",
+            local=True,
+        ),
+        replace=True,
+    )
     primary = OpenAIBackend("smollm2", base_url=proxy.url, name="primary")
     small = OpenAIBackend("smollm2-small-window", base_url=proxy.url, name="small")
-    history = [m for i in range(12) for m in (Message.user(f"Tell me fact number {i} about the sea. " * 3),
-                                               Message.assistant(f"Fact {i}: the sea is large and salty. " * 3))]
+    history = [
+        m
+        for i in range(12)
+        for m in (
+            Message.user(f"Tell me fact number {i} about the sea. " * 3),
+            Message.assistant(f"Fact {i}: the sea is large and salty. " * 3),
+        )
+    ]
     msgs = [Message.system("You are brief."), *history, Message.user("Summarize in five words.")]
     proxy.fail = [(503, {})]
     d = Dispatcher({"primary": primary, "small": small}, fallbacks=["small"], retry=RetryPolicy(max_attempts=1))

@@ -41,6 +41,8 @@ class OpenAIBackend(BaseBackend):
     ``base_url``/``api_key`` (the client's own retries are turned off: the dispatcher
     retries, with backoff and Retry-After). ``local=True`` declares a server on this
     machine (a llama.cpp server on loopback), which data residency then allows.
+    ``extra_body`` is merged into every request body, for server-specific fields
+    (``{"cache_prompt": True}`` asks a llama.cpp server to keep the prompt's KV cache).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class OpenAIBackend(BaseBackend):
         local: bool | None = None,
         name: str | None = None,
         stream_usage: bool = True,
+        extra_body: dict[str, Any] | None = None,
     ) -> None:
         openai = require("openai", feature="the OpenAI-compatible backend", extra="openai")
         if local is None:
@@ -73,6 +76,7 @@ class OpenAIBackend(BaseBackend):
         self.client = client
         self.async_client = async_client
         self.stream_usage = stream_usage
+        self.extra_body = dict(extra_body or {})
 
     @classmethod
     def from_client(cls, client: Any, model: str, **kwargs: Any) -> OpenAIBackend:
@@ -114,7 +118,7 @@ class OpenAIBackend(BaseBackend):
             if self.stream_usage:
                 params["stream_options"] = {"include_usage": True}
         extra = dict(request.extra)
-        body = extra.pop("extra_body", None)
+        body = {**self.extra_body, **(extra.pop("extra_body", None) or {})}
         params.update(extra)
         if body:
             params["extra_body"] = body

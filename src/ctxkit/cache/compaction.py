@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.cache.layout import Stability, StabilityMap, segments
+from ctxkit.cache.layout import Stability, StabilityMap, chat_counter, segments
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import InvalidInputError
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.tokenizers.chat import ChatCounter
 
 if TYPE_CHECKING:
     from ctxkit.assembly.prompt import AssembledPrompt
@@ -200,7 +200,7 @@ class CacheAwareCompaction:
         self, prompt: AssembledPrompt, *, compacted_tokens: int, remaining_turns: int | None = None
     ) -> CompactionDecision:
         """Price compacting ``prompt``'s rewritable sections down to ``compacted_tokens``."""
-        counter = self._counter or get_chat_counter(prompt.model)
+        counter = self._counter or chat_counter(prompt.model)
         segs = segments(prompt, counter=counter, stability=self.stability)
         kept = history = 0
         rewriting = False

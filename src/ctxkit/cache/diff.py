@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, prefix_info, segments
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import UnknownNameError
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.tokenizers.chat import ChatCounter
 
 if TYPE_CHECKING:
     from ctxkit.assembly.prompt import AssembledPrompt
@@ -111,7 +111,7 @@ def explain_miss(
 ) -> MissReport:
     """Compare two consecutive requests; report the first divergence and the cacheable tokens it cost."""
     provider = provider or _provider_of(current.model)
-    counter = counter or get_chat_counter(current.model)
+    counter = counter or chat_counter(current.model)
     if rules is None:
         try:
             rules = rules_for(current.model)

@@ -25,6 +25,7 @@ fingerprints are equal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -153,6 +154,12 @@ class PrefixInfo(BaseModel):
     exact: bool = Field(description="False when counts come from an estimating tokenizer")
 
 
+@functools.lru_cache(maxsize=32)
+def chat_counter(model: str) -> ChatCounter:
+    """The model's chat counter, built once per model name (template counters compile a template)."""
+    return get_chat_counter(model)
+
+
 def _provider_of(model: str) -> str:
     from ctxkit.cache.rules import rules_for
 
@@ -180,7 +187,7 @@ def segments(
         raise InvalidInputError(
             f"prompt.section_of has {len(prompt.section_of)} entries for {len(prompt.messages)} messages"
         )
-    counter = counter or get_chat_counter(prompt.model)
+    counter = counter or chat_counter(prompt.model)
     classes = resolve_stability(stability)
     out: list[Segment] = []
     pos = 0
@@ -253,7 +260,7 @@ def prefix_info(
 ) -> PrefixInfo:
     """Fingerprint and token count of the request's stable prefix (and of its static part)."""
     provider = provider or _provider_of(prompt.model)
-    counter = counter or get_chat_counter(prompt.model)
+    counter = counter or chat_counter(prompt.model)
     segs = segments(prompt, provider=provider, counter=counter, stability=stability)
     stable = _leading(segs, {Stability.STATIC, Stability.SESSION})
     static = _leading(segs, {Stability.STATIC})

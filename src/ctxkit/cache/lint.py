@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, segments, wire_json
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, chat_counter, segments, wire_json
+from ctxkit.tokenizers.chat import ChatCounter
 
 if TYPE_CHECKING:
     from ctxkit.assembly.prompt import AssembledPrompt
@@ -290,7 +290,7 @@ def lint(
     With ``previous`` (the request sent before this one), a tool list that holds the
     same tools in another order, or a changed tool set, is reported as an error.
     """
-    counter = counter or get_chat_counter(prompt.model)
+    counter = counter or chat_counter(prompt.model)
     tok = counter.tokenizer
     segs = segments(prompt, provider=provider, counter=counter, stability=stability)
     findings: list[LintFinding] = []

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, prefix_info, segments
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import InvalidInputError
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.tokenizers.chat import ChatCounter
 
 if TYPE_CHECKING:
     from ctxkit.assembly.prompt import AssembledPrompt
@@ -226,7 +226,7 @@ def plan_anthropic(
     if rules.provider != "anthropic":
         raise InvalidInputError(f"plan_anthropic needs Anthropic rules; {prompt.model!r} uses {rules.provider}")
     prices = prices or prices_for(prompt.model)
-    counter = counter or get_chat_counter(prompt.model)
+    counter = counter or chat_counter(prompt.model)
     segs = segments(prompt, provider="anthropic", counter=counter, stability=stability)
     gaps = _gaps(remaining_calls, interval_s)
     static_gaps = gaps if static_interval_s is None else _gaps(remaining_calls, static_interval_s)
@@ -330,7 +330,7 @@ def plan_openai(
     if rules.provider != "openai":
         raise InvalidInputError(f"plan_openai needs OpenAI rules; {prompt.model!r} uses {rules.provider}")
     prices = prices or prices_for(prompt.model)
-    counter = counter or get_chat_counter(prompt.model)
+    counter = counter or chat_counter(prompt.model)
     info = prefix_info(prompt, provider="openai", counter=counter, stability=stability)
     segs = segments(prompt, provider="openai", counter=counter, stability=stability)
     gaps = _gaps(remaining_calls, interval_s)
@@ -391,7 +391,7 @@ def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
         return plan_anthropic(prompt, **kwargs)
     if provider == "openai":
         return plan_openai(prompt, **kwargs)
-    counter = kwargs.get("counter") or get_chat_counter(prompt.model)
+    counter = kwargs.get("counter") or chat_counter(prompt.model)
     info = prefix_info(prompt, provider="llamacpp", counter=counter, stability=kwargs.get("stability"))
     return CachePlan(
         provider="llamacpp",

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from ctxkit.cache.diff import _locate, reusable_tokens
-from ctxkit.cache.layout import Segment, StabilityMap, _provider_of, segments
+from ctxkit.cache.layout import Segment, StabilityMap, _provider_of, chat_counter, segments
 from ctxkit.cache.plan import CachePlan, plan_anthropic
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import InvalidInputError
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.tokenizers.chat import ChatCounter
 
 if TYPE_CHECKING:
     from ctxkit.assembly.prompt import AssembledPrompt
@@ -248,7 +248,7 @@ def simulate(
     rules = rules or rules_for(model)
     if prices is None:
         prices = CachePrices(input=0.0, cache_read=0.0) if provider == "llamacpp" else prices_for(model)
-    counter = counter or get_chat_counter(model)
+    counter = counter or chat_counter(model)
     gaps = _gap_list(len(requests), gaps_s)
     outs = [int(output_tokens)] * len(requests) if isinstance(output_tokens, int) else [int(o) for o in output_tokens]
     if len(outs) != len(requests):

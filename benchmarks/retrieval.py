@@ -217,7 +217,7 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
     reembedded = fresh.embedder.stats.embedded  # type: ignore[attr-defined]
 
     # --- the full corpus, through the on-disk cache (embeds whatever is not cached yet)
-    retr = Retriever(emb, FaissIndex(384), hybrid=True)
+    retr = Retriever(emb, FaissIndex(384), hybrid=True)  # BM25 kept too, for the hybrid figures
     t0 = time.perf_counter()
     retr.add_chunks(chunks, progress=True)
     ingest_corpus_s = time.perf_counter() - t0
@@ -264,20 +264,20 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
     pairs = [(c.text, vecs[j].tolist()) for j, c in enumerate(ix_chunks)]
     lc_store = FAISS.from_embeddings(pairs, lc_emb, metadatas=[{"id": c.id} for c in ix_chunks])
     lc_retriever = lc_store.as_retriever(search_kwargs={"k": 4})
-    recall: dict[str, dict[str, float]] = {"ctxkit": {}, "ctxkit_vector_only": {}, "langchain_faiss_top4": {}}
+    recall: dict[str, dict[str, float]] = {"ctxkit": {}, "ctxkit_hybrid_rrf": {}, "langchain_faiss_top4": {}}
     hits = {name: dict.fromkeys(BUDGETS, 0) for name in recall}
     for q, gold in qa:
         lc_docs = [retr.get_chunk(d.metadata["id"]) for d in lc_retriever.invoke(q)]
         for b in BUDGETS:
-            ours = retr.retrieve(q, b)
-            ours_vec = retr.retrieve(q, b, mode="vector")
+            ours = retr.retrieve(q, b, mode="vector")  # the default Retriever: dense + MMR + dedupe
+            ours_hybrid = retr.retrieve(q, b, mode="hybrid")
             room, lc_ctx = b, []
             for c in lc_docs:  # top-k in rank order, each kept if it still fits
                 cost = retr.chunk_cost(c)
                 if cost <= room:
                     lc_ctx.append(c)
                     room -= cost
-            for name, got in (("ctxkit", ours), ("ctxkit_vector_only", ours_vec), ("langchain_faiss_top4", lc_ctx)):
+            for name, got in (("ctxkit", ours), ("ctxkit_hybrid_rrf", ours_hybrid), ("langchain_faiss_top4", lc_ctx)):
                 if any(gold in c.text for c in got):
                     hits[name][b] += 1
     for name in recall:

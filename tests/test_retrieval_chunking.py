@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _check(text: str, chunks: list, max_tokens: int) -> None:
     lost = [ch for ch, cov in zip(text, covered, strict=True) if not cov and not ch.isspace()]
     assert not lost, f"characters dropped: {''.join(lost)[:80]!r}"
     # chunks move forward
-    assert all(a.start < b.start and a.end < b.end for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.start < b.start and a.end < b.end for a, b in itertools.pairwise(chunks))
 
 
 def test_real_essay_chunks_have_exact_spans_and_counts() -> None:
@@ -58,13 +59,13 @@ def test_real_essay_chunks_have_exact_spans_and_counts() -> None:
 def test_overlap_repeats_trailing_sentences() -> None:
     text = _essay("aord")
     chunks = Chunker(100, 30).split(text)
-    overlaps = [a.end - b.start for a, b in zip(chunks, chunks[1:], strict=False) if b.start < a.end]
+    overlaps = [a.end - b.start for a, b in itertools.pairwise(chunks) if b.start < a.end]
     assert overlaps, "consecutive chunks should share some text"
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         if b.start < a.end:
             assert TOK.count(text[b.start : a.end].strip()) <= 30 + 2
     none = Chunker(100, 0).split(text)
-    assert all(b.start >= a.end for a, b in zip(none, none[1:], strict=False))
+    assert all(b.start >= a.end for a, b in itertools.pairwise(none))
 
 
 MD = """# Guide

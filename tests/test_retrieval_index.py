@@ -7,6 +7,7 @@ persistence. Recall of the approximate index on *real* MiniLM embeddings is chec
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -73,7 +74,7 @@ def test_search_matches_brute_force(make) -> None:
         want = _brute(vecs, ids, q, 10)
         got = [h.id for h in hits]
         assert len(set(got) & set(want)) >= 9  # HNSW/IVF on tiny random data: near-exact
-        assert all(a.score >= b.score - 1e-6 for a, b in zip(hits, hits[1:], strict=False))
+        assert all(a.score >= b.score - 1e-6 for a, b in itertools.pairwise(hits))
     exact = ix.search(vecs[42], 1)[0]
     assert exact.id == "c42" and exact.score == pytest.approx(1.0, abs=1e-5)
 
@@ -306,7 +307,6 @@ def test_mmr_relevance_scores_and_errors() -> None:
     with pytest.raises(InvalidInputError):
         mmr(c[0], c, 2, lambda_=1.5)
     assert near_duplicates(np.vstack([c[0], c[0], c[1]])) == [0, 2]
-
 
 
 def test_import_is_light_and_missing_extras_name_the_extra() -> None:

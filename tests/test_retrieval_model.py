@@ -117,9 +117,10 @@ def _retriever(embedder, **kw) -> Retriever:
 @pytest.fixture(scope="module")
 def retriever(embedder: SentenceTransformerEmbedder) -> Retriever:
     essays = _essays()
-    r = _retriever(embedder)
-    r.add_documents([Document(id=n, text=essays[n], title=n) for n in ("addiction", "aord", "apple", "avg")],
-                    progress=False)
+    r = _retriever(embedder, hybrid=True)
+    r.add_documents(
+        [Document(id=n, text=essays[n], title=n) for n in ("addiction", "aord", "apple", "avg")], progress=False
+    )
     return r
 
 

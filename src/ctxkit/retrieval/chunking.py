@@ -182,9 +182,25 @@ class Chunker:
             cur_n += n
         if cur_e > cur_s:
             out.append(_Unit(cur_s, cur_e, u.kind, False))
-        if out:
-            out[0] = _Unit(out[0].start, out[0].end, out[0].kind, u.para_start)
-        return out
+        # merged pieces can count more than their parts (tokens merge across a seam): cut those by tokens
+        checked: list[_Unit] = []
+        for p in out:
+            if tok.count(text[p.start : p.end].strip()) <= self.max_tokens:
+                checked.append(p)
+                continue
+            pos = p.start
+            while pos < p.end:
+                window = text[pos : min(p.end, pos + self.max_tokens * 16)]
+                head = tok.truncate(window, self.max_tokens) or window[:1]
+                checked.append(_Unit(pos, pos + len(head), p.kind, False))
+                pos += len(head)
+        if checked:
+            checked[0] = _Unit(checked[0].start, checked[0].end, checked[0].kind, u.para_start)
+        return checked
+
+    def _split_long_counted(self, text: str, u: _Unit) -> tuple[list[_Unit], list[int]]:
+        parts = self._split_long(text, u)
+        return parts, self.tokenizer.count_many([text[p.start : p.end] for p in parts])
 
     # ------------------------------------------------------------------ public
     def split(
@@ -199,13 +215,15 @@ class Chunker:
         flat: list[_Unit] = []
         flat_n: list[int] = []
         for u, n in zip(units, counts, strict=True):
-            if n > self.max_tokens:
-                parts = self._split_long(text, u)
-                flat.extend(parts)
-                flat_n.extend(tok.count_many([text[p.start : p.end] for p in parts]))
-            else:
-                flat.append(u)
-                flat_n.append(n)
+            parts, ns = ([u], [n]) if n <= self.max_tokens else self._split_long_counted(text, u)
+            for p, pn in zip(parts, ns, strict=True):
+                if flat and not text[p.start : p.end].strip():  # whitespace alone joins the unit before it
+                    q = flat[-1]
+                    flat[-1] = _Unit(q.start, p.end, q.kind, q.para_start)
+                    flat_n[-1] += pn
+                else:
+                    flat.append(p)
+                    flat_n.append(pn)
         spans = self._group(text, flat, flat_n)
         out: list[Chunk] = []
         meta = dict(metadata or {})

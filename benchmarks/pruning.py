@@ -105,8 +105,8 @@ def qa_passages(n: int, chars: int = 1300) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str]) -> dict[str, object]:
     quick = "--quick" in argv
-    n_text = 2 if quick else 3
-    n_qa = 4 if quick else 12
+    n_text = 1 if quick else 2
+    n_qa = 4 if quick else 8
     texts = [("gsm8k", t) for t in gsm8k_prompts(n_text)] + [("sharegpt", t) for t in chat_texts(n_text)]
     ours = TokenPruner()
     free = TokenPruner(ours.scorer, force=("marked",))

@@ -120,8 +120,11 @@ def test_sections_budget_controller(pruner: TokenPruner) -> None:
     instr = "Solve the math problem step by step."
     question = "Question: Tom has 3 apples and buys 5 more. How many apples does he have?"
     res = pruner.compress_sections(
-        [Section(text=instr, rate=1.0, name="instructions"), Section(text=GSM + PROSE, name="examples"),
-         Section(text=question, rate=1.0, name="question")],
+        [
+            Section(text=instr, rate=1.0, name="instructions"),
+            Section(text=GSM + PROSE, name="examples"),
+            Section(text=question, rate=1.0, name="question"),
+        ],
         rate=0.5,
     )
     assert res.sections[0].text == instr and res.sections[2].text == question
@@ -166,6 +169,16 @@ def test_select_units_properties(units: list[tuple[int, float, bool]], rate: flo
     target = rate * float(cost.sum())
     keep = select_units(cost, score, forced, target)
     assert keep[forced].all()
+    preferred = np.roll(forced, 1) & ~forced
+    keep_p = select_units(cost, score, forced, target, preferred)
+    assert keep_p[forced].all()
+    if float(cost[forced | preferred].sum()) <= target:
+        assert keep_p[preferred].all()
+    else:
+        # preferred units go first: no plain unit is kept while a preferred one is dropped
+        dropped_pref = preferred & ~keep_p & (cost > 0)
+        kept_plain = ~preferred & ~forced & keep_p & (cost > 0)
+        assert not (dropped_pref.any() and kept_plain.any())
     kept = int(cost[keep].sum())
     forced_cost = int(cost[forced].sum())
     if forced_cost <= target:
@@ -184,8 +197,11 @@ def test_select_units_properties(units: list[tuple[int, float, bool]], rate: flo
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 500), st.one_of(st.none(), st.floats(0.01, 1.0)), st.floats(0.1, 5)),
-             min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.integers(0, 500), st.one_of(st.none(), st.floats(0.01, 1.0)), st.floats(0.1, 5)),
+        min_size=1,
+        max_size=6,
+    ),
     st.floats(0.05, 1.0),
 )
 def test_allocate_budget_properties(secs: list[tuple[int, float | None, float]], rate: float) -> None:

@@ -6,8 +6,10 @@ run of punctuation with its leading space, or a run of newlines) so that what is
 reads as text and re-tokenizes to about the same count; a unit's score is the mean
 self-information of its tokens and its cost their number. Selection is vectorized:
 
-1. force-kept units (numbers, identifiers, code, quoted strings, ``<keep>`` spans,
-   newlines) are taken first;
+1. force-kept units are taken first: numbers, ``<keep>`` spans and ``keep=`` strings
+   always; identifiers, code, quoted strings and newlines too when everything forced fits
+   the target — when it does not, those are taken first among the rest, so the rate
+   holds (only numbers and marked spans can push it over);
 2. the rest are taken by score until the token target ``rate * tokens`` is reached
    (the last one is taken if that lands closer to the target).
 
@@ -93,18 +95,26 @@ def join_units(text: str, starts: IntArray, ends: IntArray) -> str:
     return "".join(parts).strip()
 
 
-def select_units(cost: IntArray, score: FloatArray, forced: BoolArray, target: float) -> BoolArray:
+def select_units(
+    cost: IntArray, score: FloatArray, forced: BoolArray, target: float, preferred: BoolArray | None = None
+) -> BoolArray:
     """Keep-mask over units: forced ones, then the best by score until ``target`` tokens.
 
-    Vectorized: one argsort and one cumulative sum. Zero-cost units (their text lies
-    inside a token that starts in an earlier unit) follow that earlier unit.
+    ``preferred`` units are kept too when everything forced and preferred fits the
+    target; otherwise they are taken first (best score first) among the rest.
+    Vectorized: one sort and one cumulative sum. Zero-cost units (their text lies inside
+    a token that starts in an earlier unit) follow that earlier unit.
     """
     n = cost.shape[0]
     keep = forced.copy()
+    soft = np.zeros(n, dtype=bool) if preferred is None else preferred & ~forced
+    if soft.any() and float(cost[forced | soft].sum()) <= target:
+        keep |= soft
+        soft = np.zeros(n, dtype=bool)
     budget = target - float(cost[keep].sum())
-    cand = np.flatnonzero(~forced & (cost > 0))
+    cand = np.flatnonzero(~keep & (cost > 0))
     if budget > 0 and cand.size:
-        order = cand[np.argsort(-score[cand], kind="stable")]
+        order = cand[np.lexsort((np.arange(cand.size), -score[cand], ~soft[cand]))]
         cum = np.cumsum(cost[order])
         j = int(np.searchsorted(cum, budget, side="right"))
         if j < order.size:
@@ -192,7 +202,7 @@ class TokenPruner(BaseCompressor):
     # ------------------------------------------------------------------ units
     def _units(
         self, scores: TokenScores, keep: Sequence[str], marked: Sequence[tuple[int, int]]
-    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, BoolArray]:
+    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, BoolArray, BoolArray]:
         text = scores.text
         spans = [m.span() for m in _UNIT.finditer(text)]
         starts = np.fromiter((s for s, _ in spans), dtype=np.int64, count=len(spans))
@@ -210,14 +220,16 @@ class TokenPruner(BaseCompressor):
         if zero.any() and si.size:
             cover = np.clip(np.searchsorted(tok_char, starts[zero], side="right") - 1, 0, si.size - 1)
             score[zero] = si[cover]
-        kinds = [k for k in self.force if k != "marked"]
-        fspans = force_spans(text, kinds, keep=keep)
+        # hard: numbers, user-marked spans and `keep` strings; soft: identifiers, code, quotes, newlines
+        hard_spans = force_spans(text, [k for k in self.force if k == "numbers"], keep=keep)
         if "marked" in self.force:
-            fspans.extend(marked)
-        forced = force_mask(len(text), fspans, starts, ends)
+            hard_spans.extend(marked)
+        soft_kinds = [k for k in self.force if k in ("identifiers", "code", "quotes")]
+        forced = force_mask(len(text), hard_spans, starts, ends)
+        preferred = force_mask(len(text), force_spans(text, soft_kinds), starts, ends)
         if self.keep_newlines:
-            forced |= np.fromiter(("\n" in text[s:e] for s, e in spans), dtype=bool, count=len(spans))
-        return starts, ends, cost, score, forced
+            preferred |= np.fromiter(("\n" in text[s:e] for s, e in spans), dtype=bool, count=len(spans))
+        return starts, ends, cost, score, forced, preferred
 
     def _scores(self, text: str, question: str | None) -> TokenScores:
         base = self.scorer.score(text)
@@ -251,9 +263,9 @@ class TokenPruner(BaseCompressor):
         t0 = time.perf_counter()
         clean, marked = strip_keep_tags(text)
         scores = self._scores(clean, question)
-        starts, ends, cost, score, forced = self._units(scores, keep, marked)
+        starts, ends, cost, score, forced, preferred = self._units(scores, keep, marked)
         n_tokens = int(cost.sum())
-        mask = select_units(cost, score, forced, rate * n_tokens)
+        mask = select_units(cost, score, forced, rate * n_tokens, preferred)
         out = join_units(clean, starts[mask], ends[mask])
         before = self._count(clean) if self.tokenizer is not None else n_tokens
         return CompressionResult(
@@ -264,7 +276,7 @@ class TokenPruner(BaseCompressor):
             requested_rate=rate,
             method=self.method + ("+question" if question else ""),
             tokenizer=self.tokenizer.name if self.tokenizer is not None else self.scorer.name,
-            forced_tokens=int(cost[forced].sum()),
+            forced_tokens=int(cost[forced | (preferred & mask)].sum()),
             seconds=time.perf_counter() - t0,
         )
 
@@ -291,7 +303,7 @@ class TokenPruner(BaseCompressor):
             pos += len(clean) + (len(separator) if i < len(cleaned) - 1 else 0)
         full = separator.join(c for c, _ in cleaned)
         scores = self.scorer.score(full)
-        starts, ends, cost, score, forced = self._units(scores, (), marked)
+        starts, ends, cost, score, forced, preferred = self._units(scores, (), marked)
         sec_of_unit = np.searchsorted(np.array([b[0] for b in bounds]), starts, side="right") - 1
         sizes = np.bincount(sec_of_unit, weights=cost, minlength=len(secs))
         targets = allocate_budget(
@@ -301,7 +313,7 @@ class TokenPruner(BaseCompressor):
         results: list[CompressionResult] = []
         for i in range(len(secs)):
             idx = np.flatnonzero(sec_of_unit == i)
-            sub = select_units(cost[idx], score[idx], forced[idx], float(targets[i]))
+            sub = select_units(cost[idx], score[idx], forced[idx], float(targets[i]), preferred[idx])
             mask[idx[sub]] = True
             lo, hi = bounds[i]
             kept = join_units(full, starts[idx[sub]], ends[idx[sub]])
@@ -315,7 +327,7 @@ class TokenPruner(BaseCompressor):
                     requested_rate=max(float(targets[i]) / max(float(sizes[i]), 1.0), 1e-6),
                     method=self.method,
                     tokenizer=self.tokenizer.name if self.tokenizer is not None else self.scorer.name,
-                    forced_tokens=int(cost[idx][forced[idx]].sum()),
+                    forced_tokens=int(cost[idx][forced[idx] | (preferred[idx] & sub)].sum()),
                 )
             )
         text = separator.join(r.text for r in results if r.text)

@@ -110,6 +110,7 @@ def main(argv: list[str]) -> dict[str, object]:
     texts = [("gsm8k", t) for t in gsm8k_prompts(n_text)] + [("sharegpt", t) for t in chat_texts(n_text)]
     ours = TokenPruner()
     free = TokenPruner(ours.scorer, force=("marked",))
+    strict = TokenPruner(ours.scorer, strict_rate=True)
     theirs = LLMLinguaCompressor()
     ours.compress("warm up the scorer", rate=0.5)
     theirs.compress("warm up the model with a short text of a few words", rate=0.5)
@@ -119,6 +120,9 @@ def main(argv: list[str]) -> dict[str, object]:
     num_ours: list[float] = []
     num_free: list[float] = []
     num_theirs: list[float] = []
+    num_strict: list[float] = []
+    strict_errors: list[float] = []
+    feasible_errors: list[float] = []
     rows: list[dict[str, Any]] = []
     for kind, text in texts:
         numbers = extract_numbers(text)
@@ -126,15 +130,22 @@ def main(argv: list[str]) -> dict[str, object]:
             t_ours, r_ours = timed(lambda: ours.compress(text, rate=rate))  # noqa: B023
             t_theirs, r_theirs = timed(lambda: theirs.compress(text, rate=rate))  # noqa: B023
             r_free = free.compress(text, rate=rate)
+            r_strict = strict.compress(text, rate=rate)
             ratios.append(t_theirs / t_ours)
             rate_errors.append(r_ours.rate_error)
+            strict_errors.append(r_strict.rate_error)
+            hard = sum(ours.scorer.count(" " + n) for n in numbers)
+            if hard <= rate * r_ours.original_tokens:  # the numbers alone fit the target
+                feasible_errors.append(r_ours.rate_error)
             if numbers:
                 num_ours.append(r_ours.fidelity().number_retention or 0.0)
                 num_free.append(r_free.fidelity().number_retention or 0.0)
                 num_theirs.append(r_theirs.fidelity().number_retention or 0.0)
+                num_strict.append(r_strict.fidelity().number_retention or 0.0)
             rows.append({
                 "kind": kind, "rate": rate, "tokens": r_ours.original_tokens,
                 "ctxkit_rate": round(r_ours.rate, 3), "llmlingua_rate": round(r_theirs.rate, 3),
+                "ctxkit_strict_rate": round(r_strict.rate, 3), "number_tokens": hard,
                 "ctxkit_s": round(t_ours, 3), "llmlingua_s": round(t_theirs, 3),
             })
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -165,6 +176,9 @@ def main(argv: list[str]) -> dict[str, object]:
         "speedup_vs_llmlingua": spread(ratios, 2),
         "rate_error": mean(rate_errors),
         "rate_error_max": round(max(rate_errors), 3),
+        "rate_error_where_numbers_fit": mean(feasible_errors),
+        "rate_error_strict_rate": mean(strict_errors),
+        "number_retention_ctxkit_strict_rate": mean(num_strict),
         "number_retention_ctxkit": mean(num_ours),
         "number_retention_ctxkit_no_force": mean(num_free),
         "number_retention_llmlingua": mean(num_theirs),

@@ -163,7 +163,9 @@ class TokenPruner(BaseCompressor):
     ``code``, ``quotes``, ``marked``); ``keep_newlines`` keeps line structure;
     ``tokenizer`` (a ctxkit tokenizer spec) is what the result's token counts use —
     by default the scorer's own vocabulary. ``question_weight`` scales the contrastive
-    term for question-aware pruning.
+    term for question-aware pruning. Numbers and marked spans are kept even when they
+    alone exceed the target (the result's ``forced_tokens`` shows it); with
+    ``strict_rate=True`` they are taken first but the target rate always holds.
     """
 
     method = "ctxkit-prune"
@@ -176,6 +178,7 @@ class TokenPruner(BaseCompressor):
         keep_newlines: bool = True,
         tokenizer: Tokenizer | str | None = None,
         question_weight: float = 1.0,
+        strict_rate: bool = False,
     ) -> None:
         unknown = set(force) - set(FORCE_KINDS)
         if unknown:
@@ -185,6 +188,7 @@ class TokenPruner(BaseCompressor):
         self.keep_newlines = keep_newlines
         self.tokenizer = get_tokenizer(tokenizer) if tokenizer is not None else None
         self.question_weight = question_weight
+        self.strict_rate = strict_rate
 
     def __repr__(self) -> str:
         return f"TokenPruner(scorer={self._scorer!r}, force={list(self.force)})"
@@ -227,6 +231,9 @@ class TokenPruner(BaseCompressor):
         soft_kinds = [k for k in self.force if k in ("identifiers", "code", "quotes")]
         forced = force_mask(len(text), hard_spans, starts, ends)
         preferred = force_mask(len(text), force_spans(text, soft_kinds), starts, ends)
+        if self.strict_rate:  # the rate wins: numbers and marked spans only go first too
+            preferred |= forced
+            forced = np.zeros_like(forced)
         if self.keep_newlines:
             preferred |= np.fromiter(("\n" in text[s:e] for s, e in spans), dtype=bool, count=len(spans))
         return starts, ends, cost, score, forced, preferred

@@ -100,6 +100,12 @@ def test_force_keep_numbers_and_spans(pruner: TokenPruner) -> None:
     free = TokenPruner(pruner.scorer, force=())
     r3 = free.compress(GSM, rate=0.33)
     assert r3.forced_tokens < r.forced_tokens  # only the newlines are forced now
+    # numbers are hard by default, so a target below their share is missed upward ...
+    tight = pruner.compress(GSM, rate=0.2)
+    assert tight.rate > 0.22 and tight.fidelity().number_retention == 1.0
+    # ... unless the rate is strict: then numbers go first but the target holds
+    strict = TokenPruner(pruner.scorer, strict_rate=True).compress(GSM, rate=0.2)
+    assert strict.rate_error <= 0.10
     assert r3.rate_error <= 0.10
 
 

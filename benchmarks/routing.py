@@ -171,7 +171,9 @@ def main(argv: list[str]) -> dict[str, object]:
 
     knn = KNNQualityRouter(None, weak[cal], strong[cal], weak="weak", strong="strong", k=args.k,
                            embeddings=emb[cal], embedder=embedder)
-    scores: dict[str, np.ndarray] = {"knn": knn.scores(embeddings=emb)}
+    knn_scores = knn.scores(embeddings=emb)
+    knn_scores[cal] = knn.scores(embeddings=emb[cal], leave_one_out=True)  # no prompt is its own neighbour
+    scores: dict[str, np.ndarray] = {"knn": knn_scores}
     subj = np.array(subjects)
     prior = {s: float(weak[cal][subj[cal] == s].mean()) if (subj[cal] == s).any() else float(weak[cal].mean())
              for s in set(subjects)}

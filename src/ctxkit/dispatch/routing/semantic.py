@@ -181,16 +181,33 @@ class KNNQualityRouter:
         return f"KNNQualityRouter(weak={self.weak!r}, strong={self.strong!r}, threshold={self.threshold}, k={self.k})"
 
     def scores(
-        self, texts: Sequence[str] | None = None, *, embeddings: FloatArray | None = None
+        self,
+        texts: Sequence[str] | None = None,
+        *,
+        embeddings: FloatArray | None = None,
+        leave_one_out: bool = False,
     ) -> npt.NDArray[np.float64]:
-        """Estimated P(weak is enough) per text (or per precomputed embedding row)."""
+        """Estimated P(weak is enough) per text (or per precomputed embedding row).
+
+        ``leave_one_out=True`` scores the labelled prompts themselves (rows in the order
+        they were given), each without its own label — use it to calibrate a threshold on
+        the labelled set without the optimism of every prompt being its own neighbour.
+        """
         if embeddings is None:
             if self.embedder is None:
                 self.embedder = default_embedder()
             embeddings = self.embedder.embed(list(texts or []))
-        sims, ids = self._index.search(np.ascontiguousarray(embeddings, dtype=np.float32), self.k)
+        k = self.k + 1 if leave_one_out else self.k
+        sims, ids = self._index.search(np.ascontiguousarray(embeddings, dtype=np.float32), k)
         weights = np.clip(sims, 1e-6, None).astype(np.float64)
         weights[ids < 0] = 0.0
+        if leave_one_out:
+            if len(embeddings) != len(self._y):
+                raise InvalidInputError("leave_one_out scores the labelled prompts: pass their embeddings, in order")
+            own = ids == np.arange(len(ids))[:, None]
+            weights[own] = 0.0
+            # a row whose own prompt was not among the hits (exact duplicates) drops its farthest hit instead
+            weights[~own.any(axis=1), -1] = 0.0
         labels = self._y[np.clip(ids, 0, None)].astype(np.float64)
         return np.asarray((weights * labels).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12))
 

@@ -40,8 +40,12 @@ def test_spec_is_loaded_once_and_reports_real_facts(local: LlamaCppBackend) -> N
 
 
 def test_generate_returns_usage_timings_and_logprobs(local: LlamaCppBackend) -> None:
-    r = local.generate([Message.system(SYSTEM), Message.user("What is the capital of France?")],
-                       max_tokens=12, logprobs=True, top_logprobs=3)
+    r = local.generate(
+        [Message.system(SYSTEM), Message.user("What is the capital of France?")],
+        max_tokens=12,
+        logprobs=True,
+        top_logprobs=3,
+    )
     assert isinstance(r, Result)
     assert r.text.strip()
     assert r.finish_reason in ("stop", "length")

@@ -263,3 +263,16 @@ def test_importing_dispatch_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_knn_leave_one_out_removes_self_matches() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(80, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    weak = rng.random(80) < 0.5
+    router = KNNQualityRouter(None, weak, np.ones(80, bool), weak="w", strong="s", k=1, embeddings=emb)
+    assert (router.scores(embeddings=emb) == weak).all()  # each prompt is its own nearest neighbour
+    loo = router.scores(embeddings=emb, leave_one_out=True)
+    assert 0.2 < (loo == weak).mean() < 0.8  # random labels: no longer recoverable
+    with pytest.raises(InvalidInputError):
+        router.scores(embeddings=emb[:5], leave_one_out=True)

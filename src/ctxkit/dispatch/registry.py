@@ -15,6 +15,7 @@ wrapped by :func:`get_backend` too.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,17 @@ def _anthropic(arg: str) -> Backend:
     from ctxkit.dispatch.backends.anthropic import AnthropicBackend
 
     return AnthropicBackend(arg)
+
+
+@atexit.register
+def _close_local_models() -> None:
+    """Free shared in-process models before interpreter shutdown tears down llama.cpp's bindings."""
+    with _lock:
+        for backend in _local_cache.values():
+            close = getattr(getattr(backend, "llama", None), "close", None)
+            if close is not None:
+                close()
+        _local_cache.clear()
 
 
 _factories.update({"llamacpp": _llamacpp, "openai": _openai, "anthropic": _anthropic})

@@ -16,7 +16,7 @@ and LangChain's FAISS vector store (``langchain_community``) as a fixed top-k re
 same embeddings (k=4, its default; its documents are packed in rank order until the budget
 is full).
 
-Usage: ``python benchmarks/run.py retrieval [--quick] [--n N] [--warm]`` (``--warm`` only fills
+Usage: ``python benchmarks/run.py retrieval [--quick] [--n=N] [--warm]`` (``--warm`` only fills
 the embedding cache and exits).
 """
 
@@ -173,6 +173,7 @@ def _overhead(ix: Any, queries: np.ndarray, reps: int, inner: int) -> dict[str, 
         "single": _interleaved(ours_single, raw_single, reps),
         "batched": _interleaved(lambda: ix.search_batch(queries, 10), lambda: raw.search(queries, 10), reps),
         "batch_size": len(queries),
+        "omp_threads": 1,
         "single_queries_per_rep": inner,
     }
 
@@ -196,7 +197,9 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
     from ctxkit.retrieval import FaissIndex, Retriever
 
     t_start = time.perf_counter()
-    chunks, qa = build_corpus(n)
+    held_n = 64 if quick else 256
+    everything, qa = build_corpus(n + held_n)
+    chunks = everything[:n]
     if quick:
         qa = qa[:100]
     emb = _embedder()
@@ -204,8 +207,7 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
     # --- ingest with the real model, uncached (a held-out slice embedded fresh, in memory)
     from ctxkit.retrieval import SentenceTransformerEmbedder
 
-    held_n = 64 if quick else 256
-    held = [c.model_copy(update={"id": "held-" + c.id}) for c in build_corpus(n + held_n)[0][n:]]
+    held = [c.model_copy(update={"id": "held-" + c.id}) for c in everything[n:]]
     fresh = Retriever(SentenceTransformerEmbedder(batch_size=256), FaissIndex(384), hybrid=True)
     t0 = time.perf_counter()
     fresh.add_chunks(held, progress=False)
@@ -250,11 +252,19 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
         np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(approx_hits, exact_hits, strict=True)])
     )
 
+    # One OpenMP thread for both sides while timing: on 2 cores shared with other jobs, waking a
+    # second FAISS thread per single query adds noise that swamps the wrapper's cost.
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
     reps = 5 if quick else 9
     overhead = {
         "exact": _overhead(flat, queries, reps, inner=50 if quick else 100),
         "hnsw": _overhead(approx, queries, reps, inner=200 if quick else 500),
     }
+
+    faiss.omp_set_num_threads(threads)
 
     # --- recall at budget: ctxkit (hybrid, and vector-only) vs LangChain FAISS top-k=4
     from langchain_community.vectorstores import FAISS

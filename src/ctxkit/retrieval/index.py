@@ -72,6 +72,10 @@ class Hit(NamedTuple):
     score: float
 
 
+def _new_hit(id: str, score: float) -> Hit:
+    return tuple.__new__(Hit, (id, score))
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """What retrievers need from a vector index."""
@@ -353,7 +357,28 @@ class BaseVectorIndex(ABC):
 
     def search(self, vector: npt.ArrayLike, k: int = 10, *, filter: Filter | None = None) -> list[Hit]:
         """The ``k`` most similar live rows to one vector (fewer if fewer pass the filter)."""
+        if (
+            filter is None
+            and type(vector) is np.ndarray
+            and vector.dtype == np.float32
+            and vector.shape == (self._dim,)
+            and type(k) is int
+            and k > 0
+            and math.isfinite(float(vector @ vector))
+        ):  # the common case, kept thin: one query, no filter
+            with self._lock:
+                if self._n - self._n_dead == 0:
+                    return []
+                mask = self._alive[: self._n].copy() if self._n_dead else None
+                scores, rows = self._search_rows(np.ascontiguousarray(vector[None, :]), min(k, self._n), mask)
+                return self._hits(scores[0].tolist(), rows[0].tolist())
         return self.search_batch(vector, k, filter=filter)[0]
+
+    def _hits(self, scores: list[float], rows: list[int]) -> list[Hit]:
+        ids = self._ids
+        if rows and rows[-1] >= 0 and min(rows) >= 0:
+            return list(map(_new_hit, [ids[r] for r in rows], scores))
+        return [_new_hit(ids[r], sc) for sc, r in zip(scores, rows, strict=True) if r >= 0]
 
     def search_batch(self, vectors: npt.ArrayLike, k: int = 10, *, filter: Filter | None = None) -> list[list[Hit]]:
         """:meth:`search` for each row of ``vectors``, in one call."""
@@ -367,11 +392,7 @@ class BaseVectorIndex(ABC):
             if mask is not None and not mask.any():
                 return [[] for _ in range(len(q))]
             scores, rows = self._search_rows(q, min(k, self._n), mask)
-            ids = self._ids
-            out: list[list[Hit]] = []
-            for srow, rrow in zip(scores.tolist(), rows.tolist(), strict=True):
-                out.append([Hit(ids[r], s) for s, r in zip(srow, rrow, strict=True) if r >= 0])
-            return out
+            return [self._hits(srow, rrow) for srow, rrow in zip(scores.tolist(), rows.tolist(), strict=True)]
 
     def get_vectors(self, ids: Sequence[str]) -> FloatArray:
         """Stored vectors of ``ids`` (shape ``(len(ids), dim)``); an unknown id raises."""

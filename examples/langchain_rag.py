@@ -24,13 +24,12 @@ from typing import Any
 
 QUESTIONS = (
     "What should founders do when they are starting a startup?",
-    "Why do most startups fail?",
     "How do investors decide which companies to fund?",
 )
 SYSTEM = "You answer questions about essays. Answer from the context in one short sentence."
 LOCAL_MODEL = "smollm2-135m-instruct"
 PRICED_MODEL = "gpt-4o-mini"  # list price used to show what the same tokens would cost on an API
-MAX_TOKENS = 32
+MAX_TOKENS = 24
 BUDGET = 400  # ctxkit: the whole prompt (system + context + question) fits 400 tokens
 
 
@@ -41,7 +40,7 @@ def build_retriever(k: int = 6) -> Any:
     from ctxkit.datasets import essay_paragraphs
     from ctxkit.integrations.langchain import CtxkitEmbeddings
 
-    paragraphs = essay_paragraphs(200)[:60]
+    paragraphs = essay_paragraphs(200)[:40]
     store = InMemoryVectorStore(CtxkitEmbeddings())
     store.add_texts([p.text for p in paragraphs], metadatas=[{"source": p.doc_id} for p in paragraphs])
     return store.as_retriever(search_kwargs={"k": k})

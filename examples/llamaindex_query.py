@@ -24,12 +24,11 @@ from typing import Any
 
 QUESTIONS = (
     "What should founders do when they are starting a startup?",
-    "Why do most startups fail?",
     "How do investors decide which companies to fund?",
 )
 LOCAL_MODEL = "smollm2-135m-instruct"
 PRICED_MODEL = "gpt-4o-mini"  # list price used to show what the same tokens would cost on an API
-MAX_TOKENS = 32
+MAX_TOKENS = 24
 BUDGET = 300  # ctxkit: retrieved context packed into 300 tokens
 
 
@@ -39,7 +38,7 @@ def build_index() -> Any:
     from ctxkit.datasets import essay_paragraphs
     from ctxkit.integrations.llamaindex import CtxkitEmbedding
 
-    paragraphs = essay_paragraphs(200)[:60]
+    paragraphs = essay_paragraphs(200)[:40]
     docs = [Document(text=p.text, metadata={"essay": p.doc_id}) for p in paragraphs]
     return VectorStoreIndex.from_documents(docs, embed_model=CtxkitEmbedding())
 

@@ -340,17 +340,21 @@ class CtxkitLLM(LLM):
 
     @property
     def metadata(self) -> LLMMetadata:
+        """Facts LlamaIndex plans with; the context window is the loaded backend's (``n_ctx`` for llama.cpp).
+
+        Without an explicit ``context_window`` this resolves the default backend (loading a
+        local model on first use), so prompt packing never plans for more than is loaded.
+        """
         window = self.context_window
         if window is None:
-            from ctxkit.errors import UnknownNameError
-            from ctxkit.models import get_model
-
-            name = "smollm2-135m-instruct" if self.model == "llamacpp:default" else self.model.partition(":")[2]
-            try:
-                window = get_model(name or self.model).context_window
-            except UnknownNameError:
-                window = 4096
-        return LLMMetadata(context_window=window, num_output=self.max_tokens, is_chat_model=True, model_name=self.model)
+            dispatcher = self._dispatcher()
+            window = getattr(dispatcher.backends[dispatcher.default], "context_window", None)
+        return LLMMetadata(
+            context_window=int(window) if window else 4096,
+            num_output=self.max_tokens,
+            is_chat_model=True,
+            model_name=self.model,
+        )
 
     def _dispatcher(self) -> Any:
         from ctxkit.dispatch import Dispatcher

@@ -88,7 +88,10 @@ def converse(retriever: Retriever) -> tuple[list[object], list[object], Ledger]:
     ledger = Ledger()
     full_history: list[Message] = []
     twins, naive = [], []
-    header = f"{'turn':>4} {'sys':>4} {'mem':>4} {'hist':>5} {'retr':>5} {'qry':>4} {'total':>6} {'cached':>6}  {'route':<34} {'secs':>5}"
+    header = (
+        f"{'turn':>4} {'sys':>4} {'mem':>4} {'hist':>5} {'retr':>5} {'qry':>4} {'total':>6} {'cached':>6}  "
+        f"{'route':<34} {'secs':>5}"
+    )
     print(header)
     print("-" * len(header))
     for turn, question in enumerate(QUESTIONS, 1):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         Request,
         as_request,
     )
+    from ctxkit.dispatch.backends.function import FunctionBackend
     from ctxkit.dispatch.decision import RouteDecision
     from ctxkit.dispatch.dispatcher import Dispatcher, reassemble
     from ctxkit.dispatch.errors import (
@@ -69,6 +70,7 @@ _NAMES: dict[str, str] = {
     "CircuitOpenError": "ctxkit.dispatch.errors",
     "ContextOverflowError": "ctxkit.dispatch.errors",
     "Dispatcher": "ctxkit.dispatch.dispatcher",
+    "FunctionBackend": "ctxkit.dispatch.backends.function",
     "EvalReport": "ctxkit.dispatch.evaluation",
     "EvalTask": "ctxkit.dispatch.evaluation",
     "KNNQualityRouter": "ctxkit.dispatch.routing.semantic",
@@ -117,6 +119,7 @@ __all__ = [
     "Dispatcher",
     "EvalReport",
     "EvalTask",
+    "FunctionBackend",
     "KNNQualityRouter",
     "LlamaCppBackend",
     "OpenAIBackend",

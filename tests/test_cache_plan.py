@@ -58,8 +58,9 @@ def test_rules_follow_the_documented_tables() -> None:
     p = CachePrices.anthropic(3.0, 15.0)
     assert (p.cache_read, p.write_price("5m"), p.write_price("1h")) == (0.3, 3.75, 6.0)
     assert prices_for("gpt-4o-2024-08-06").cache_read == 1.25
+    assert prices_for("gpt-5-mini").input < prices_for("gpt-5").input  # from the price book, not the family's
     with pytest.raises(UnknownNameError):
-        prices_for("gpt-5-mini")  # a variant's prices differ from its family's: never guessed
+        prices_for("acme-unpriced-model")  # never guessed
     book = CachePrices.from_mapping({"input": "3", "cache_read": "0.3", "cache_write_5m": "3.75", "output": "15"})
     assert book.write_price("5m") == 3.75 and book.write_price("1h") == 3.0
     with pytest.raises(InvalidInputError, match="input"):

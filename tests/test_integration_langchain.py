@@ -423,16 +423,8 @@ def test_bind_tools_returns_tool_calls_invoke_and_stream(tool_server: str) -> No
     backend.client.close()
 
 
-_CONTENT_NONE = (
-    "ctxkit.Message.to_openai() sends an assistant tool-call message with content=None; SmolLM2's chat template "
-    "(in process) and llama-cpp-python's server both reject None. Fix belongs in messages.py / the llama.cpp "
-    "backends (send ''); remove this mark then."
-)
-
-
 @pytest.mark.model
 @pytest.mark.server
-@pytest.mark.xfail(strict=True, reason=_CONTENT_NONE)
 def test_tool_history_goes_back_to_the_server(tool_server: str) -> None:
     from ctxkit.dispatch import Dispatcher, OpenAIBackend
 
@@ -451,7 +443,6 @@ def test_tool_history_goes_back_to_the_server(tool_server: str) -> None:
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, reason=_CONTENT_NONE)
 def test_tool_history_goes_to_the_local_model(llm: ChatCtxkit) -> None:
     call = {"name": "multiply", "args": {"a": 3, "b": 12}, "id": "c1", "type": "tool_call"}
     history = [

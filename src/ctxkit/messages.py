@@ -113,6 +113,8 @@ class Message(BaseModel):
         )
 
     def to_openai(self) -> dict[str, Any]:
+        """The OpenAI chat-completions dict; content is always a string ("" beside tool calls),
+        which OpenAI accepts and which chat templates (llama.cpp) need."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.name:
             out["name"] = self.name
@@ -121,8 +123,6 @@ class Message(BaseModel):
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                 for c in self.tool_calls
             ]
-            if not self.content:
-                out["content"] = None
         if self.tool_call_id:
             out["tool_call_id"] = self.tool_call_id
         return out

@@ -132,17 +132,30 @@ DEFAULT_PRICES: dict[str, CachePrices] = {
 
 
 def prices_for(model: str) -> CachePrices:
-    """Default prices for ``model``: exact name, or a dated snapshot of one (``gpt-4o-2024-08-06``).
-
-    Other variants (``gpt-5-mini``) are *not* matched to their family: their prices differ.
+    """Prices for ``model`` from ctxkit's price book (:mod:`ctxkit.pricing`), the one source of
+    truth that telemetry bills with; :data:`DEFAULT_PRICES` is the fallback for a model the
+    book lacks. Variants (``gpt-5-mini``) are *not* matched to their family: their prices differ.
     """
+    from ctxkit.pricing import get_price
+
+    book = get_price(model)
+    if book is not None:
+        entry = {
+            k: v
+            for k, v in book.model_dump().items()
+            if k in ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
+        }
+        prices = CachePrices.from_mapping(entry, model=book.model)
+        if book.provider == "openai" and entry.get("cache_write_5m") is None:
+            prices = CachePrices.openai(prices.input, prices.cache_read, prices.output, model=book.model)
+        return prices
     key = model.split(":", 1)[1] if ":" in model else model
     key = _SNAPSHOT.sub("", key)
     if key not in DEFAULT_PRICES:
         raise UnknownNameError(
-            "model (default cache prices)",
+            "model (cache prices)",
             model,
             list(DEFAULT_PRICES),
-            hint="Pass prices=CachePrices(...) (USD per million tokens) explicitly.",
+            hint="Add it to the price book (ctxkit.register_price) or pass prices=CachePrices(...) explicitly.",
         )
     return DEFAULT_PRICES[key]

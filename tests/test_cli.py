@@ -75,3 +75,39 @@ def test_bad_input_is_a_clear_error() -> None:
     assert "needs a 'messages' list" in out.stderr
     out = run("count", "-m", "no-such-model", stdin="x")
     assert out.returncode == 2 and "unknown" in out.stderr
+
+
+def test_inspect_reports_cache_lint_and_plan(tmp_path: Path) -> None:
+    req = {
+        "system": "Today is 2026-11-24 10:31:07. " + "You are a support agent. " * 300,
+        "messages": [{"role": "user", "content": "My router blinks red."}],
+    }
+    f = tmp_path / "req.json"
+    f.write_text(json.dumps(req))
+    out = run("inspect", str(f), "-m", "claude-sonnet-4-5")
+    assert out.returncode == 0, out.stderr
+    assert "cache lint" in out.stdout and "2026-11-24" in out.stdout
+    assert "cache plan" in out.stdout and "breakpoint" in out.stdout.lower()
+
+
+def test_diff_names_the_first_divergence(tmp_path: Path) -> None:
+    system = "You are a support agent. " * 300
+    a = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]}
+    b = {"messages": [{"role": "system", "content": "Now: 10:31. " + system}, {"role": "user", "content": "hi"}]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    out = run("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    assert "miss at system" in out.stdout
+
+
+def test_report_reads_a_ledger_file(tmp_path: Path) -> None:
+    from ctxkit import Ledger, Usage
+
+    ledger = Ledger()
+    ledger.record(model="gpt-4o-mini", workflow="faq", usage=Usage(input_tokens=1200, output_tokens=80), latency_s=0.8)
+    path = tmp_path / "ledger.jsonl"
+    ledger.to_jsonl(path)
+    out = run("report", str(path), "--baseline", "gpt-4o")
+    assert out.returncode == 0, out.stderr
+    assert "faq" in out.stdout and "gpt-4o-mini" in out.stdout and "Savings" in out.stdout

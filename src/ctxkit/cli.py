@@ -102,8 +102,7 @@ def _app() -> Any:
         """Token breakdown of a request: per message, per role, tools and format overhead."""
         from ctxkit.tokenizers import get_chat_counter
 
-        raw = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
-        messages, tools = messages_from_request(json.loads(raw))
+        messages, tools = messages_from_request(_load(request))
         counter = get_chat_counter(model)
         by_role: dict[str, int] = {}
         for i, m in enumerate(messages):
@@ -117,8 +116,65 @@ def _app() -> Any:
         typer.echo(f"      {'tools':<9} {counter.tools_tokens(tools):>7}")
         typer.echo(f"      {'overhead':<9} {counter.base_tokens:>7}")
         typer.echo(f"      {'total':<9} {counter.count_messages(messages, tools):>7}")
+        from ctxkit.assembly.prompt import AssembledPrompt
+        from ctxkit.cache import lint, plan_cache
+
+        prompt = AssembledPrompt.from_messages(model, messages, tools)
+        typer.echo("\n== cache lint ==")
+        typer.echo(str(lint(prompt)))
+        typer.echo("\n== cache plan ==")
+        typer.echo(str(plan_cache(prompt)))
+
+    @app.command()
+    def diff(
+        previous: str = typer.Argument(..., help="the earlier request JSON"),
+        current: str = typer.Argument(..., help="the later request JSON"),
+        model: str = typer.Option("gpt-4o", "--model", "-m"),
+    ) -> None:
+        """Explain why CURRENT misses the prompt cache PREVIOUS warmed: first divergence and tokens lost."""
+        from ctxkit.assembly.prompt import AssembledPrompt
+        from ctxkit.cache import explain_miss
+
+        a = AssembledPrompt.from_messages(model, *messages_from_request(_load(previous)))
+        b = AssembledPrompt.from_messages(model, *messages_from_request(_load(current)))
+        typer.echo(str(explain_miss(a, b)))
+
+    @app.command()
+    def report(
+        ledger: str = typer.Argument(..., help="a ledger JSON-lines file (Ledger.to_jsonl)"),
+        baseline: str = typer.Option(None, "--baseline", "-b", help="flagship model to price savings against"),
+    ) -> None:
+        """Per workflow and model: calls, tokens by bucket, cost, latency, savings vs the baseline."""
+        from ctxkit.telemetry import Ledger
+
+        typer.echo(str(Ledger.from_jsonl(Path(ledger)).report(baseline_model=baseline)))
+
+    @app.command()
+    def bench(
+        names: list[str] = typer.Argument(None, help="benchmarks to run; none runs them all"),  # noqa: B008
+        quick: bool = typer.Option(False, "--quick", help="small sizes, a smoke run"),
+    ) -> None:
+        """Run the benchmarks in ./benchmarks (a source checkout); each prints a RESULT line."""
+        import subprocess
+
+        runner = Path("benchmarks") / "run.py"
+        if not runner.is_file():
+            raise InvalidInputError("ctxkit bench runs from a ctxkit source checkout (benchmarks/run.py not found)")
+        code = subprocess.call([sys.executable, str(runner), *(names or []), *(["--quick"] if quick else [])])
+        raise typer.Exit(code)
 
     return app
+
+
+def _load(path: str) -> dict[str, Any]:
+    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path} must hold a JSON object (a request body)")
+    return data
 
 
 def main() -> None:

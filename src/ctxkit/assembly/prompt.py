@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
 
 __all__ = ["AssembledPrompt", "AuditRecord", "SectionReport"]
@@ -71,6 +73,47 @@ class AssembledPrompt(BaseModel):
     @property
     def truncated(self) -> list[AuditRecord]:
         return [a for a in self.audit if a.action == "truncated"]
+
+    @classmethod
+    def from_messages(cls, model: str, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> AssembledPrompt:
+        """Wrap a request built elsewhere (an OpenAI or Anthropic payload, a framework's
+        messages) so ctxkit's inspection tools apply to it: leading system messages are the
+        ``system`` section, the last user message the ``query``, everything else ``history``.
+        Nothing is dropped; ``total_tokens`` is counted with the model's chat counter.
+        """
+        from ctxkit.tokenizers.chat import get_chat_counter
+
+        msgs = tuple(messages)
+        if not msgs:
+            raise InvalidInputError("from_messages needs at least one message")
+        lead = 0
+        while lead < len(msgs) and msgs[lead].role in ("system", "developer"):
+            lead += 1
+        last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=-1)
+        section_of = tuple("system" if i < lead else "query" if i == last_user else "history" for i in range(len(msgs)))
+        counter = get_chat_counter(model)
+        total = counter.count_messages(msgs, tools)
+        used = dict.fromkeys(("system", "tools", "examples", "memory", "history", "retrieved", "query"), 0)
+        kept = dict.fromkeys(used, 0)
+        for m, s in zip(msgs, section_of, strict=True):
+            used[s] += counter.message_tokens(m)
+            kept[s] += 1
+        used["tools"] = counter.tools_tokens(tools)
+        kept["tools"] = len(tools)
+        reports = {
+            s: SectionReport(name=s, requested=used[s], used=used[s], cap=total, items_kept=kept[s], items_dropped=0)
+            for s in used
+        }
+        return cls(
+            model=model,
+            messages=msgs,
+            section_of=section_of,
+            tools=tuple(tools),
+            sections=reports,
+            total_tokens=total,
+            input_limit=total,
+            tokens_exact=counter.tokenizer.exact,
+        )
 
     # ------------------------------------------------------------------ renderers
     def to_openai(self) -> dict[str, Any]:

@@ -71,15 +71,14 @@ def needles() -> list[tuple[str, str, str]]:
     src = (_package_dir("needlehaystack") / "run.py").read_text(encoding="utf-8")
     sf = re.search(r'needle: Optional\[str\] = "\\n(.*?)\\n"', src)
     question = re.search(r'retrieval_question: Optional\[str\] = "(.*?)"', src)
-    pizza = re.findall(r'" ((?:\w+ ?)+) is one of the secret ingredients needed to build the perfect pizza\. "', src)
+    pizza = re.findall(
+        r'" (([A-Z][\w ]{0,40}?) (?:is|are) one of the secret ingredients needed to build the perfect pizza\.) "', src
+    )
     if not (sf and question and pizza):
         raise SystemExit("needlehaystack's run.py changed; cannot read its needles")
     out = [(sf.group(1), question.group(1), "Dolores Park")]
-    for ing in pizza:
-        out.append(
-            (f"{ing} is one of the secret ingredients needed to build the perfect pizza.",
-             "What are the secret ingredients needed to build the perfect pizza?", ing)
-        )
+    for sentence, ingredient in pizza:
+        out.append((sentence, "What are the secret ingredients needed to build the perfect pizza?", ingredient))
     return out
 
 

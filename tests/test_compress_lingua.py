@@ -16,10 +16,14 @@ TEXT = (
     "could see the art of the region. Over the years it grew from a single room above a bakery into a large "
     "building near the river."
 )
-LONG = TEXT + " " + (
-    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
-    "How much did she earn? Weng earns 12/60 = $0.2 per minute. Working 50 minutes, she earned $10. "
-    "Most visitors come in the summer, when the gardens behind the building are in bloom and the river is calm."
+LONG = (
+    TEXT
+    + " "
+    + (
+        "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+        "How much did she earn? Weng earns 12/60 = $0.2 per minute. Working 50 minutes, she earned $10. "
+        "Most visitors come in the summer, when the gardens behind the building are in bloom and the river is calm."
+    )
 )
 
 

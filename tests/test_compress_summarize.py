@@ -113,10 +113,12 @@ def test_trigger_validation_and_fires() -> None:
 
 
 def test_transcript_and_protocol() -> None:
-    calls = [Message.assistant("", tool_calls=[ToolCall(id="x", name="weather", arguments='{"city":"Oslo"}')]),
-             Message.tool("-3C and snow", "x")]
+    calls = [
+        Message.assistant("", tool_calls=[ToolCall(id="x", name="weather", arguments='{"city":"Oslo"}')]),
+        Message.tool("-3C and snow", "x"),
+    ]
     text = render_transcript([*BOOKING[:1], *calls])
-    assert "Assistant calls weather({\"city\":\"Oslo\"}) [x]" in text and "Tool result (x): -3C and snow" in text
+    assert 'Assistant calls weather({"city":"Oslo"}) [x]' in text and "Tool result (x): -3C and snow" in text
     assert isinstance(CallableSummarizer(first_sentences), Summarizer)
 
 

@@ -42,12 +42,14 @@ def histories(draw: st.DrawFn) -> list[Message]:
                 for _ in range(n_calls):
                     call_no += 1
                     calls.append(ToolCall(id=f"call_{call_no}", name="lookup", arguments='{"q": 1}'))
-                out.append(
-                    Message.assistant(draw(words), tool_calls=calls, pinned=draw(st.integers(0, 9)) == 0)
-                )
+                out.append(Message.assistant(draw(words), tool_calls=calls, pinned=draw(st.integers(0, 9)) == 0))
                 results = [
-                    Message(role="tool", content=draw(words) * draw(st.integers(1, 6)), tool_call_id=c.id,
-                            pinned=draw(st.integers(0, 11)) == 0)
+                    Message(
+                        role="tool",
+                        content=draw(words) * draw(st.integers(1, 6)),
+                        tool_call_id=c.id,
+                        pinned=draw(st.integers(0, 11)) == 0,
+                    )
                     for c in calls
                 ]
                 out.extend(draw(st.permutations(results)))  # results may come back in any order
@@ -60,9 +62,7 @@ def _is_subsequence_modulo_tool_content(before: list[Message], after: list[Messa
     it = iter(before)
     for a in after:
         for b in it:
-            if a == b or (
-                a.role == b.role == "tool" and a.tool_call_id == b.tool_call_id and not b.pinned
-            ):
+            if a == b or (a.role == b.role == "tool" and a.tool_call_id == b.tool_call_id and not b.pinned):
                 break
         else:
             return False

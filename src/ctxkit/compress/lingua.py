@@ -192,8 +192,12 @@ class LLMLinguaCompressor(BaseCompressor):
         t0 = time.perf_counter()
         opts = dict(self.compress_kwargs)
         if question:
-            opts.update(question=question, condition_in_question="after_condition", condition_compare=True,
-                        concate_question=False)
+            opts.update(
+                question=question,
+                condition_in_question="after_condition",
+                condition_compare=True,
+                concate_question=False,
+            )
         opts.update(kwargs)
         if not text.strip():
             out = text

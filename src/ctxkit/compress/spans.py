@@ -55,9 +55,7 @@ def strip_keep_tags(text: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(out), spans
 
 
-def force_spans(
-    text: str, kinds: Collection[str] = FORCE_KINDS, *, keep: Sequence[str] = ()
-) -> list[tuple[int, int]]:
+def force_spans(text: str, kinds: Collection[str] = FORCE_KINDS, *, keep: Sequence[str] = ()) -> list[tuple[int, int]]:
     """Character spans of ``text`` that must survive pruning (``marked`` spans come from :func:`strip_keep_tags`)."""
     spans: list[tuple[int, int]] = []
     for kind in kinds:

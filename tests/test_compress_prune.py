@@ -179,7 +179,8 @@ def test_select_units_properties(units: list[tuple[int, float, bool]], rate: flo
     keep_p = select_units(cost, score, forced, target, preferred)
     assert keep_p[forced].all()
     if float(cost[forced | preferred].sum()) <= target:
-        assert keep_p[preferred].all()
+        # zero-cost units lie inside an earlier unit's token and follow that unit
+        assert keep_p[preferred & (cost > 0)].all()
     else:
         # preferred units go first: no plain unit is kept while a preferred one is dropped
         dropped_pref = preferred & ~keep_p & (cost > 0)
@@ -193,7 +194,6 @@ def test_select_units_properties(units: list[tuple[int, float, bool]], rate: flo
         # no unforced unit with a lower score is kept while a better one is dropped
         free = ~forced & (cost > 0)
         if (keep & free).any() and (~keep & free).any():
-            assert score[keep & free].min() <= score[~keep & free].max() or True
             dropped_best = score[~keep & free].max()
             kept_worst = score[keep & free].min()
             assert kept_worst >= dropped_best or np.isclose(kept_worst, dropped_best) or kept > target

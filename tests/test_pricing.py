@@ -36,8 +36,13 @@ def test_openai_cached_tokens_example_gpt4o() -> None:
     # gpt-4o lists $2.50 input, $1.25 cached input, $10.00 output per 1M tokens:
     #   (2006-1920)*2.50 + 1920*1.25 + 300*10.00 = 215 + 2400 + 3000 = 5615 micro-dollars.
     usage = Usage.from_openai(
-        {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
-         "prompt_tokens_details": {"cached_tokens": 1920}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        {
+            "prompt_tokens": 2006,
+            "completion_tokens": 300,
+            "total_tokens": 2306,
+            "prompt_tokens_details": {"cached_tokens": 1920},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
     )
     assert cost(usage, "gpt-4o") == Decimal("0.005615")
     # the peer mistake: pricing cached tokens as normal input
@@ -47,8 +52,12 @@ def test_openai_cached_tokens_example_gpt4o() -> None:
 def test_openai_o1_cached_and_reasoning() -> None:
     # o1: $15 input, $7.50 cached input, $60 output; reasoning tokens are output tokens.
     usage = Usage.from_openai(
-        {"prompt_tokens": 1000, "completion_tokens": 5000,
-         "prompt_tokens_details": {"cached_tokens": 500}, "completion_tokens_details": {"reasoning_tokens": 4000}}
+        {
+            "prompt_tokens": 1000,
+            "completion_tokens": 5000,
+            "prompt_tokens_details": {"cached_tokens": 500},
+            "completion_tokens_details": {"reasoning_tokens": 4000},
+        }
     )
     expected = (Decimal(500) * 15 + Decimal(500) * Decimal("7.5") + Decimal(5000) * 60) / 1_000_000
     assert cost(usage, "o1") == expected == Decimal("0.31125")
@@ -71,14 +80,21 @@ def test_anthropic_cache_write_then_read_example() -> None:
     # 21*15 + 188086*1.50 + 393*75 = 315 + 282129 + 29475
     assert cost(second, "claude-opus-4-20250514") == Decimal("0.311919")
     # the peer mistake: a cache write counted twice (as input and as write)
-    assert cost(first, "claude-opus-4") != (Decimal(21 + 188086) * 15 + Decimal(188086) * Decimal("18.75")
-                                            + Decimal(393) * 75) / 1_000_000
+    assert (
+        cost(first, "claude-opus-4")
+        != (Decimal(21 + 188086) * 15 + Decimal(188086) * Decimal("18.75") + Decimal(393) * 75) / 1_000_000
+    )
 
 
 def test_anthropic_one_hour_writes_cost_double_input() -> None:
     usage = Usage.from_anthropic(
-        {"input_tokens": 50, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 0, "output_tokens": 10,
-         "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 500}}
+        {
+            "input_tokens": 50,
+            "cache_creation_input_tokens": 1500,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 10,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 500},
+        }
     )
     assert usage.cache_write_tokens == 1500
     assert usage.cache_write_1h_tokens == 500 and usage.cache_write_5m_tokens == 1000
@@ -198,9 +214,21 @@ def test_register_without_replace_refuses_existing() -> None:
 
 def test_load_prices_from_file(tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
-    path.write_text(json.dumps({"as_of": "2026-01-01", "models": {
-        "acme-1": {"provider": "acme", "input": "1.5", "output": "2.5", "sources": ["https://acme.example/pricing"]},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "as_of": "2026-01-01",
+                "models": {
+                    "acme-1": {
+                        "provider": "acme",
+                        "input": "1.5",
+                        "output": "2.5",
+                        "sources": ["https://acme.example/pricing"],
+                    },
+                },
+            }
+        )
+    )
     load_prices(path)
     assert cost(Usage(input_tokens=2_000_000, output_tokens=1_000_000), "acme-1") == Decimal("5.5")
     assert get_price("gpt-4o") is not None  # the shipped prices stay
@@ -208,8 +236,13 @@ def test_load_prices_from_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{"nope": 1}, {"models": {"x": {"input": "1"}}}, {"models": {"x": {"input": "-1", "output": "1"}}},
-     {"as_of": "yesterday", "models": {}}, {"models": {"x": "cheap"}}],
+    [
+        {"nope": 1},
+        {"models": {"x": {"input": "1"}}},
+        {"models": {"x": {"input": "-1", "output": "1"}}},
+        {"as_of": "yesterday", "models": {}},
+        {"models": {"x": "cheap"}},
+    ],
 )
 def test_bad_price_data_is_a_clear_error(data: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):
@@ -224,8 +257,12 @@ def test_float_rates_keep_their_decimal_value() -> None:
 # ---------------------------------------------------------------------------- properties
 usages = st.builds(
     lambda uncached, read, w5, w1, vis, reason: Usage(
-        input_tokens=uncached + read + w5 + w1, cache_read_tokens=read, cache_write_tokens=w5 + w1,
-        cache_write_1h_tokens=w1, output_tokens=vis + reason, reasoning_tokens=reason,
+        input_tokens=uncached + read + w5 + w1,
+        cache_read_tokens=read,
+        cache_write_tokens=w5 + w1,
+        cache_write_1h_tokens=w1,
+        output_tokens=vis + reason,
+        reasoning_tokens=reason,
     ),
     *(st.integers(0, 150_000) for _ in range(4)),
     st.integers(0, 50_000),
@@ -246,8 +283,10 @@ def test_cost_matches_rational_arithmetic(usage: Usage, model: str) -> None:
         return Fraction(d)
 
     expected = (
-        usage.uncached_input_tokens * f(r.input) + usage.cache_read_tokens * f(r.cache_read)
-        + usage.cache_write_5m_tokens * f(r.cache_write_5m) + usage.cache_write_1h_tokens * f(r.cache_write_1h)
+        usage.uncached_input_tokens * f(r.input)
+        + usage.cache_read_tokens * f(r.cache_read)
+        + usage.cache_write_5m_tokens * f(r.cache_write_5m)
+        + usage.cache_write_1h_tokens * f(r.cache_write_1h)
         + usage.output_tokens * f(r.output)
     ) / 1_000_000
     got = cost(usage, model)
@@ -285,8 +324,14 @@ def test_usage_one_hour_split_is_backward_compatible() -> None:
 
 
 def test_openai_responses_api_usage_shape() -> None:
-    u = Usage.from_openai({"input_tokens": 2006, "input_tokens_details": {"cached_tokens": 1920},
-                           "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 100}})
+    u = Usage.from_openai(
+        {
+            "input_tokens": 2006,
+            "input_tokens_details": {"cached_tokens": 1920},
+            "output_tokens": 300,
+            "output_tokens_details": {"reasoning_tokens": 100},
+        }
+    )
     assert u == Usage(input_tokens=2006, cache_read_tokens=1920, output_tokens=300, reasoning_tokens=100)
     assert cost(u, "gpt-4o") == Decimal("0.005615")
 

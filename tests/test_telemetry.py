@@ -39,8 +39,13 @@ def _ledger(**kw: object) -> Ledger:
 # ---------------------------------------------------------------------------- recording
 def test_record_prices_from_the_book() -> None:
     ledger = _ledger()
-    r = ledger.record(model="gpt-4o-mini", workflow="qa", usage=Usage(input_tokens=1000, cache_read_tokens=600,
-                                                                       output_tokens=100), latency_s=0.5, ttft_s=0.1)
+    r = ledger.record(
+        model="gpt-4o-mini",
+        workflow="qa",
+        usage=Usage(input_tokens=1000, cache_read_tokens=600, output_tokens=100),
+        latency_s=0.5,
+        ttft_s=0.1,
+    )
     # 400*0.15 + 600*0.075 + 100*0.60 = 60 + 45 + 60 micro-dollars
     assert r.cost == Decimal("0.000165")
     assert r.cache_hit is True and r.provider == "openai" and not r.local
@@ -64,8 +69,12 @@ def test_record_accepts_explicit_cost_decision_and_gold_labels() -> None:
     ledger = _ledger()
     decision = RouteDecision(route="strong", reason="low confidence 0.41 < 0.6", router="cascade", escalated=True)
     r = ledger.record(
-        model="gpt-4.1", usage={"input_tokens": 100, "output_tokens": 10}, cost=Decimal("0.5"), decision=decision,
-        retrieved_ids=["d3", "d7"], gold_ids={"d7"},
+        model="gpt-4.1",
+        usage={"input_tokens": 100, "output_tokens": 10},
+        cost=Decimal("0.5"),
+        decision=decision,
+        retrieved_ids=["d3", "d7"],
+        gold_ids={"d7"},
     )
     assert r.cost == Decimal("0.5") and r.route == "strong" and r.escalated and r.router == "cascade"
     assert r.route_reason == "low confidence 0.41 < 0.6" and r.retrieval_hit is True
@@ -76,12 +85,25 @@ def test_record_result_from_dispatcher() -> None:
     from ctxkit.dispatch.result import Result
 
     result = Result(
-        text="hi", usage=Usage(input_tokens=50, output_tokens=5), model="smollm2-135m-instruct", backend="llamacpp",
-        latency_s=0.2, ttft_s=0.05, local=True, decision=RouteDecision(route="local", reason="easy"),
+        text="hi",
+        usage=Usage(input_tokens=50, output_tokens=5),
+        model="smollm2-135m-instruct",
+        backend="llamacpp",
+        latency_s=0.2,
+        ttft_s=0.05,
+        local=True,
+        decision=RouteDecision(route="local", reason="easy"),
     )
     r = _ledger().record_result(result, workflow="chat", success=True)
     assert (r.model, r.backend, r.latency_s, r.ttft_s, r.route, r.cost, r.success) == (
-        "smollm2-135m-instruct", "llamacpp", 0.2, 0.05, "local", Decimal(0), True)
+        "smollm2-135m-instruct",
+        "llamacpp",
+        0.2,
+        0.05,
+        "local",
+        Decimal(0),
+        True,
+    )
 
 
 def test_bad_records_are_clear_errors() -> None:
@@ -202,15 +224,34 @@ def _sample_ledger() -> Ledger:
     ledger = _ledger()
     for i, lat in enumerate([0.1, 0.2, 0.3, 0.4, 1.0]):
         ledger.record(
-            model="gpt-4o-mini", workflow="qa", latency_s=lat, ttft_s=lat / 2, task_id=f"q{i}",
+            model="gpt-4o-mini",
+            workflow="qa",
+            latency_s=lat,
+            ttft_s=lat / 2,
+            task_id=f"q{i}",
             usage=Usage(input_tokens=1000, cache_read_tokens=800 if i else 0, output_tokens=100),
-            uncompressed_input_tokens=3000, success=i != 4, timestamp=T0 + timedelta(minutes=i),
+            uncompressed_input_tokens=3000,
+            success=i != 4,
+            timestamp=T0 + timedelta(minutes=i),
         )
-    ledger.record(model="gpt-4o", workflow="qa", latency_s=2.0, usage=Usage(input_tokens=1000, output_tokens=100),
-                  uncompressed_input_tokens=1000, escalated=True, task_id="q4", success=True,
-                  timestamp=T0 + timedelta(minutes=6))
-    ledger.record(model="smollm2-135m-instruct", workflow="chat", latency_s=0.05,
-                  usage=Usage(input_tokens=200, output_tokens=20), timestamp=T0 + timedelta(minutes=7))
+    ledger.record(
+        model="gpt-4o",
+        workflow="qa",
+        latency_s=2.0,
+        usage=Usage(input_tokens=1000, output_tokens=100),
+        uncompressed_input_tokens=1000,
+        escalated=True,
+        task_id="q4",
+        success=True,
+        timestamp=T0 + timedelta(minutes=6),
+    )
+    ledger.record(
+        model="smollm2-135m-instruct",
+        workflow="chat",
+        latency_s=0.05,
+        usage=Usage(input_tokens=200, output_tokens=20),
+        timestamp=T0 + timedelta(minutes=7),
+    )
     return ledger
 
 
@@ -328,10 +369,17 @@ def test_otel_spans_follow_genai_conventions() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     ledger = _ledger(hooks=[OTelExporter(provider)])
     r = ledger.record(
-        model="claude-sonnet-4-5", workflow="rag", latency_s=1.5, ttft_s=0.4, timestamp=T0,
-        usage=Usage(input_tokens=5000, cache_read_tokens=4000, cache_write_tokens=500, output_tokens=200,
-                    reasoning_tokens=50),
-        route="strong", route_reason="long context", sections={"system": 300, "retrieved": 4000},
+        model="claude-sonnet-4-5",
+        workflow="rag",
+        latency_s=1.5,
+        ttft_s=0.4,
+        timestamp=T0,
+        usage=Usage(
+            input_tokens=5000, cache_read_tokens=4000, cache_write_tokens=500, output_tokens=200, reasoning_tokens=50
+        ),
+        route="strong",
+        route_reason="long context",
+        sections={"system": 300, "retrieved": 4000},
     )
     ledger.record(model="gpt-4o", error=RuntimeError("HTTP 500"), usage=None, timestamp=T0)
     spans = exporter.get_finished_spans()
@@ -399,8 +447,13 @@ def test_plots_render_to_png(tmp_path: Path, agg: object) -> None:
         chunks=[Chunk(id=f"c{i}", text=f"Passage {i} about startups and growth. " * 20) for i in range(5)],
     )
     ledger = _sample_ledger()
-    ledger.record(model="gpt-4o-mini", workflow="rag", prompt=prompt, usage=Usage(input_tokens=prompt.total_tokens),
-                  timestamp=T0 + timedelta(minutes=9))
+    ledger.record(
+        model="gpt-4o-mini",
+        workflow="rag",
+        prompt=prompt,
+        usage=Usage(input_tokens=prompt.total_tokens),
+        timestamp=T0 + timedelta(minutes=9),
+    )
     assert ledger.records[-1].sections == {n: s.used for n, s in prompt.sections.items()}
 
     ax = plot_tokens_by_section(prompt)

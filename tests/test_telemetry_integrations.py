@@ -32,7 +32,9 @@ def _ai(content: str, usage: dict[str, Any] | None, model: str = "gpt-4o-mini-20
 
 
 OPENAI_STYLE = {
-    "input_tokens": 1200, "output_tokens": 30, "total_tokens": 1230,
+    "input_tokens": 1200,
+    "output_tokens": 30,
+    "total_tokens": 1230,
     "input_token_details": {"cache_read": 1000, "cache_creation": 0},
     "output_token_details": {"reasoning": 10},
 }
@@ -63,9 +65,15 @@ def test_langchain_anthropic_style_cache_writes() -> None:
     from ctxkit.telemetry.langchain import LedgerCallbackHandler
 
     usage = {
-        "input_tokens": 3100, "output_tokens": 100, "total_tokens": 3200,
-        "input_token_details": {"cache_read": 0, "cache_creation": 3000, "ephemeral_5m_input_tokens": 2000,
-                                "ephemeral_1h_input_tokens": 1000},
+        "input_tokens": 3100,
+        "output_tokens": 100,
+        "total_tokens": 3200,
+        "input_token_details": {
+            "cache_read": 0,
+            "cache_creation": 3000,
+            "ephemeral_5m_input_tokens": 2000,
+            "ephemeral_1h_input_tokens": 1000,
+        },
     }
     ledger = _ledger()
     model = GenericFakeChatModel(messages=iter([_ai("ok", usage, model="claude-haiku-4-5-20251001")]))
@@ -152,8 +160,10 @@ def test_llamaindex_usage_from_openai_and_anthropic_payloads() -> None:
 
     from ctxkit.telemetry.llamaindex import usage_from_llamaindex
 
-    openai_raw = {"model": "gpt-4o", "usage": {"prompt_tokens": 2006, "completion_tokens": 300,
-                                               "prompt_tokens_details": {"cached_tokens": 1920}}}
+    openai_raw = {
+        "model": "gpt-4o",
+        "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}},
+    }
     resp = ChatResponse(message=ChatMessage(role="assistant", content="x"), raw=openai_raw)
     assert usage_from_llamaindex(resp) == Usage(input_tokens=2006, cache_read_tokens=1920, output_tokens=300)
     anthropic_raw = {"usage": {"input_tokens": 21, "cache_read_input_tokens": 188086, "output_tokens": 393}}
@@ -201,8 +211,9 @@ def test_real_local_calls_are_recorded(llama: Any) -> None:
     assert 0 < r.usage.output_tokens <= 12 and r.cost == Decimal(0) and r.local
 
     resp = llama.create_chat_completion(messages=messages, max_tokens=12, temperature=0)
-    rec = ledger.record(model="smollm2-135m-instruct", workflow="local", usage=Usage.from_openai(resp["usage"]),
-                        latency_s=0.1)
+    rec = ledger.record(
+        model="smollm2-135m-instruct", workflow="local", usage=Usage.from_openai(resp["usage"]), latency_s=0.1
+    )
     assert rec.usage.input_tokens == resp["usage"]["prompt_tokens"] > 5
     assert rec.usage.output_tokens == resp["usage"]["completion_tokens"] > 0
     assert rec.cost == Decimal(0)
@@ -229,8 +240,9 @@ def test_llamaindex_custom_llm_over_the_real_model(llama: Any) -> None:
 
         @llm_completion_callback()
         def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
-            resp = llama.create_chat_completion(messages=[{"role": "user", "content": prompt}], max_tokens=8,
-                                                temperature=0)
+            resp = llama.create_chat_completion(
+                messages=[{"role": "user", "content": prompt}], max_tokens=8, temperature=0
+            )
             return CompletionResponse(text=resp["choices"][0]["message"]["content"] or "", raw=resp)
 
         @llm_completion_callback()
@@ -264,9 +276,25 @@ def server(gguf_path: str) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server.app")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2-135m-instruct"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            gguf_path,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "smollm2-135m-instruct",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     base = f"http://127.0.0.1:{port}/v1"
@@ -306,11 +334,17 @@ def test_loopback_server_calls_are_recorded(server: str) -> None:
     client = openai.OpenAI(base_url=server, api_key=PLANTED)
     ledger = _ledger()
     for i in range(3):
-        with ledger.track(model="smollm2-135m-instruct", workflow="loopback", backend="openai-compatible",
-                          metadata={"base_url": server, "headers": {"Authorization": f"Bearer {PLANTED}"}}) as call:
+        with ledger.track(
+            model="smollm2-135m-instruct",
+            workflow="loopback",
+            backend="openai-compatible",
+            metadata={"base_url": server, "headers": {"Authorization": f"Bearer {PLANTED}"}},
+        ) as call:
             resp = client.chat.completions.create(
-                model="smollm2-135m-instruct", messages=[{"role": "user", "content": f"Count to {i + 2}."}],
-                max_tokens=10, temperature=0,
+                model="smollm2-135m-instruct",
+                messages=[{"role": "user", "content": f"Count to {i + 2}."}],
+                max_tokens=10,
+                temperature=0,
             )
             assert resp.usage is not None
             call.usage = Usage.from_openai(resp.usage.model_dump())
@@ -395,4 +429,5 @@ def test_llamaindex_openai_responses_usage_keeps_cached_tokens() -> None:
 
     raw = {"usage": {"input_tokens": 500, "input_tokens_details": {"cached_tokens": 400}, "output_tokens": 20}}
     assert usage_from_llamaindex(CompletionResponse(text="x", raw=raw)) == Usage(
-        input_tokens=500, cache_read_tokens=400, output_tokens=20)
+        input_tokens=500, cache_read_tokens=400, output_tokens=20
+    )

@@ -53,23 +53,37 @@ def leaky_ledger(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixtu
         hooks=[broken_hook],
     )
     metadata: dict[str, Any] = {
-        "headers": {"Authorization": f"Bearer {OPENAI_KEY}", "x-api-key": ANTHROPIC_KEY,
-                    "Content-Type": "application/json"},
+        "headers": {
+            "Authorization": f"Bearer {OPENAI_KEY}",
+            "x-api-key": ANTHROPIC_KEY,
+            "Content-Type": "application/json",
+        },
         "api_key": OPENAI_KEY,
-        "client": {"base_url": "https://api.example.com", "anthropic_api_key": ANTHROPIC_KEY,
-                   "default_headers": [("Proxy-Authorization", f"Basic {ENV_KEY}")]},
+        "client": {
+            "base_url": "https://api.example.com",
+            "anthropic_api_key": ANTHROPIC_KEY,
+            "default_headers": [("Proxy-Authorization", f"Basic {ENV_KEY}")],
+        },
         "note": f"retried with key {ANTHROPIC_KEY} after {ENV_KEY} failed; password {CUSTOM}",
         "max_tokens": 256,
     }
     with pytest.warns(UserWarning, match="input tokens per call"):
         ledger.record(
-            model="gpt-4o-mini", workflow="leaky", usage=Usage(input_tokens=100, cache_read_tokens=50, output_tokens=5),
-            latency_s=0.4, ttft_s=0.1, metadata=metadata, route="remote",
-            route_reason=f"escalated; token {OPENAI_KEY}", timestamp=datetime(2026, 3, 1, tzinfo=UTC),
+            model="gpt-4o-mini",
+            workflow="leaky",
+            usage=Usage(input_tokens=100, cache_read_tokens=50, output_tokens=5),
+            latency_s=0.4,
+            ttft_s=0.1,
+            metadata=metadata,
+            route="remote",
+            route_reason=f"escalated; token {OPENAI_KEY}",
+            timestamp=datetime(2026, 3, 1, tzinfo=UTC),
             sections={"system": 40, "query": 60},
         )
     ledger.record(
-        model="claude-haiku-4-5", workflow="other", usage=None,
+        model="claude-haiku-4-5",
+        workflow="other",
+        usage=None,
         error=PermissionError(f"401 invalid x-api-key {ANTHROPIC_KEY} (env {ENV_KEY})"),
     )
     return ledger
@@ -139,12 +153,18 @@ def test_langchain_metadata_secrets_are_scrubbed(monkeypatch: pytest.MonkeyPatch
     from ctxkit.telemetry.langchain import LedgerCallbackHandler
 
     ledger = Ledger(price_book=PriceBook.builtin())
-    msg = AIMessage(content="hi", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
-                    response_metadata={"model_name": "gpt-4o-mini"})
+    msg = AIMessage(
+        content="hi",
+        usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+        response_metadata={"model_name": "gpt-4o-mini"},
+    )
     GenericFakeChatModel(messages=iter([msg])).invoke(
         "hello",
-        config={"callbacks": [LedgerCallbackHandler(ledger)], "tags": [f"key={OPENAI_KEY}"],
-                "metadata": {"openai_api_key": OPENAI_KEY, "headers": {"authorization": f"Bearer {ANTHROPIC_KEY}"}}},
+        config={
+            "callbacks": [LedgerCallbackHandler(ledger)],
+            "tags": [f"key={OPENAI_KEY}"],
+            "metadata": {"openai_api_key": OPENAI_KEY, "headers": {"authorization": f"Bearer {ANTHROPIC_KEY}"}},
+        },
     )
     (r,) = ledger.records
     assert r.metadata["openai_api_key"] == "[REDACTED]"
@@ -161,24 +181,40 @@ def test_redacting_log_filter(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_token_counts_are_not_secrets() -> None:
-    data = {"input_tokens": 5, "max_tokens": 9, "cache_read_tokens": 1, "tokenizer": "o200k", "cache_key": "abc",
-            "token": "tok-value", "api_key": None}
+    data = {
+        "input_tokens": 5,
+        "max_tokens": 9,
+        "cache_read_tokens": 1,
+        "tokenizer": "o200k",
+        "cache_key": "abc",
+        "token": "tok-value",
+        "api_key": None,
+    }
     out = redact(data)
     assert out["input_tokens"] == 5 and out["max_tokens"] == 9 and out["cache_key"] == "abc"
     assert out["token"] == "[REDACTED]" and out["api_key"] is None
 
 
 @settings(max_examples=200, deadline=None)
-@given(prefix=st.text(max_size=20), suffix=st.text(max_size=20),
-       body=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=20,
-                    max_size=60))
+@given(
+    prefix=st.text(max_size=20),
+    suffix=st.text(max_size=20),
+    body=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=20, max_size=60),
+)
 def test_key_shaped_text_is_always_removed(prefix: str, suffix: str, body: str) -> None:
     for key in (f"sk-{body}", f"sk-ant-api03-{body}"):
         assert key not in redact_text(f"{prefix}{key}{suffix}")
 
 
 def test_every_text_field_of_a_record_is_scrubbed() -> None:
-    r = CallRecord(model="gpt-4o", workflow=f"wf {OPENAI_KEY}", task_id=f"t-{ANTHROPIC_KEY}", route=OPENAI_KEY,
-                   router=OPENAI_KEY, backend=f"proxy Bearer {OPENAI_KEY}", sections={f"s {OPENAI_KEY}": 3})
+    r = CallRecord(
+        model="gpt-4o",
+        workflow=f"wf {OPENAI_KEY}",
+        task_id=f"t-{ANTHROPIC_KEY}",
+        route=OPENAI_KEY,
+        router=OPENAI_KEY,
+        backend=f"proxy Bearer {OPENAI_KEY}",
+        sections={f"s {OPENAI_KEY}": 3},
+    )
     _clean(r.model_dump_json())
     assert r.workflow == "wf [REDACTED]"

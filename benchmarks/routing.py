@@ -104,8 +104,9 @@ def _summary(curve: list[OperatingPoint], wq: float, sq: float) -> dict[str, Any
     }
 
 
-def _held_out(scores: np.ndarray, thr: float, weak: np.ndarray, strong: np.ndarray, cw: np.ndarray,
-              cs: np.ndarray) -> dict[str, float]:
+def _held_out(
+    scores: np.ndarray, thr: float, weak: np.ndarray, strong: np.ndarray, cw: np.ndarray, cs: np.ndarray
+) -> dict[str, float]:
     to_strong = scores < thr
     q = float(np.where(to_strong, strong, weak).mean())
     cost = float(np.where(to_strong, cs, cw).sum())
@@ -117,8 +118,9 @@ def _held_out(scores: np.ndarray, thr: float, weak: np.ndarray, strong: np.ndarr
     }
 
 
-def _random_floor(rng: np.random.Generator, weak: np.ndarray, strong: np.ndarray, cw: np.ndarray, cs: np.ndarray,
-                  draws: int = 50) -> dict[str, float]:
+def _random_floor(
+    rng: np.random.Generator, weak: np.ndarray, strong: np.ndarray, cw: np.ndarray, cs: np.ndarray, draws: int = 50
+) -> dict[str, float]:
     """Random routing, averaged over ``draws`` seeded draws (its APGR is 0.5 in expectation)."""
     wq, sq = float(weak.mean()), float(strong.mean())
     ap, red = [], []
@@ -127,8 +129,11 @@ def _random_floor(rng: np.random.Generator, weak: np.ndarray, strong: np.ndarray
         summ = _summary(curve, wq, sq)
         ap.append(summ["apgr"])
         red.append(summ["cost_reduction_at_95_curve"] or 0.0)
-    return {"apgr": round(float(np.mean(ap)), 4), "cost_reduction_at_95_curve": round(float(np.mean(red)), 4),
-            "draws": draws}
+    return {
+        "apgr": round(float(np.mean(ap)), 4),
+        "cost_reduction_at_95_curve": round(float(np.mean(red)), 4),
+        "draws": draws,
+    }
 
 
 def main(argv: list[str]) -> dict[str, object]:
@@ -169,25 +174,31 @@ def main(argv: list[str]) -> dict[str, object]:
     emb = embedder.embed(texts)
     embed_s = time.perf_counter() - t0
 
-    knn = KNNQualityRouter(None, weak[cal], strong[cal], weak="weak", strong="strong", k=args.k,
-                           embeddings=emb[cal], embedder=embedder)
+    knn = KNNQualityRouter(
+        None, weak[cal], strong[cal], weak="weak", strong="strong", k=args.k, embeddings=emb[cal], embedder=embedder
+    )
     knn_scores = knn.scores(embeddings=emb)
     knn_scores[cal] = knn.scores(embeddings=emb[cal], leave_one_out=True)  # no prompt is its own neighbour
     scores: dict[str, np.ndarray] = {"knn": knn_scores}
     subj = np.array(subjects)
-    prior = {s: float(weak[cal][subj[cal] == s].mean()) if (subj[cal] == s).any() else float(weak[cal].mean())
-             for s in set(subjects)}
+    prior = {
+        s: float(weak[cal][subj[cal] == s].mean()) if (subj[cal] == s).any() else float(weak[cal].mean())
+        for s in set(subjects)
+    }
     # tie-break within a subject by the kNN score so thresholds can split a subject
     scores["subject"] = np.array([prior[s] for s in subjects]) + 1e-3 * scores["knn"]
     mmlu: dict[str, Any] = {}
     wq_t, sq_t = float(weak[test].mean()), float(strong[test].mean())
     for name, sc in scores.items():
-        fit = calibrate(sc[cal], weak[cal], strong[cal], target_quality_ratio=0.95, weak_cost=cw[cal],
-                        strong_cost=cs[cal])
+        fit = calibrate(
+            sc[cal], weak[cal], strong[cal], target_quality_ratio=0.95, weak_cost=cw[cal], strong_cost=cs[cal]
+        )
         curve = operating_curve(sc[test], weak[test], strong[test], weak_cost=cw[test], strong_cost=cs[test])
-        mmlu[name] = {"threshold": round(fit.threshold, 4), "calibrated_on_held_out":
-                      _held_out(sc[test], fit.threshold, weak[test], strong[test], cw[test], cs[test]),
-                      **_summary(curve, wq_t, sq_t)}
+        mmlu[name] = {
+            "threshold": round(fit.threshold, 4),
+            "calibrated_on_held_out": _held_out(sc[test], fit.threshold, weak[test], strong[test], cw[test], cs[test]),
+            **_summary(curve, wq_t, sq_t),
+        }
         if name == "knn":
             knn.threshold = fit.threshold
             mmlu[name]["calibration_target_met_on_held_out"] = (
@@ -205,14 +216,23 @@ def main(argv: list[str]) -> dict[str, object]:
     a_in = np.array([tok.count(t) for t in a_texts])
     a_cw = np.array([_price(args.weak_price, int(x), args.mmlu_output_tokens) for x in a_in])
     a_cs = np.array([_price(args.strong_price, int(x), args.mmlu_output_tokens) for x in a_in])
-    a_fit = calibrate(a_sc[a_cal], a_weak[a_cal], a_strong[a_cal], target_quality_ratio=0.95,
-                      weak_cost=a_cw[a_cal], strong_cost=a_cs[a_cal])
-    a_curve = operating_curve(a_sc[a_test], a_weak[a_test], a_strong[a_test], weak_cost=a_cw[a_test],
-                              strong_cost=a_cs[a_test])
+    a_fit = calibrate(
+        a_sc[a_cal],
+        a_weak[a_cal],
+        a_strong[a_cal],
+        target_quality_ratio=0.95,
+        weak_cost=a_cw[a_cal],
+        strong_cost=a_cs[a_cal],
+    )
+    a_curve = operating_curve(
+        a_sc[a_test], a_weak[a_test], a_strong[a_test], weak_cost=a_cw[a_test], strong_cost=a_cs[a_test]
+    )
     subject_full = {
-        "n": len(a_texts), "threshold": round(a_fit.threshold, 4),
-        "calibrated_on_held_out": _held_out(a_sc[a_test], a_fit.threshold, a_weak[a_test], a_strong[a_test],
-                                            a_cw[a_test], a_cs[a_test]),
+        "n": len(a_texts),
+        "threshold": round(a_fit.threshold, 4),
+        "calibrated_on_held_out": _held_out(
+            a_sc[a_test], a_fit.threshold, a_weak[a_test], a_strong[a_test], a_cw[a_test], a_cs[a_test]
+        ),
         **_summary(a_curve, float(a_weak[a_test].mean()), float(a_strong[a_test].mean())),
         "random_floor": _random_floor(rng, a_weak[a_test], a_strong[a_test], a_cw[a_test], a_cs[a_test]),
     }
@@ -247,16 +267,29 @@ def main(argv: list[str]) -> dict[str, object]:
     gsm: dict[str, Any] = {"weak_accuracy": round(gwq, 4), "strong_accuracy": round(gsq, 4), "n": len(g_texts)}
     for name, sc in g_scores.items():
         curve = operating_curve(sc, g_weak, g_strong, weak_cost=g_cw, strong_cost=g_cs)
-        gsm[name] = {"mmlu_threshold_on_gsm8k": _held_out(sc, knn.threshold if name == "knn" else 0.5, g_weak,
-                                                           g_strong, g_cw, g_cs), **_summary(curve, gwq, gsq)}
+        gsm[name] = {
+            "mmlu_threshold_on_gsm8k": _held_out(
+                sc, knn.threshold if name == "knn" else 0.5, g_weak, g_strong, g_cw, g_cs
+            ),
+            **_summary(curve, gwq, gsq),
+        }
     gsm["random"] = _random_floor(rng, g_weak, g_strong, g_cw, g_cs)
     final = re.compile(r"####\s*\$?-?[\d,]*\.?\d+")
     verdict = np.array([1.0 if final.search(r) else 0.0 for r in g_wr]) - np.array(
-        [0.5 if "however" in r.lower() else 0.0 for r in g_wr])
+        [0.5 if "however" in r.lower() else 0.0 for r in g_wr]
+    )
     curve = operating_curve(verdict, g_weak, g_strong, weak_cost=g_cw, strong_cost=g_cw + g_cs)
-    gsm["cascade-verifier"] = {**_summary(curve, gwq, gsq), "points": [
-        {"strong_share": round(p.strong_share, 4), "quality": round(p.quality, 4),
-         "cost_reduction": round(1 - float(p.cost) / float(g_cs.sum()), 4)} for p in curve]}
+    gsm["cascade-verifier"] = {
+        **_summary(curve, gwq, gsq),
+        "points": [
+            {
+                "strong_share": round(p.strong_share, 4),
+                "quality": round(p.quality, 4),
+                "cost_reduction": round(1 - float(p.cost) / float(g_cs.sum()), 4),
+            }
+            for p in curve
+        ],
+    }
 
     return {
         "cost_reduction_at_95": mmlu["knn"]["cost_reduction_at_95_curve"],
@@ -266,15 +299,29 @@ def main(argv: list[str]) -> dict[str, object]:
         "apgr": mmlu["knn"]["apgr"],
         "apgr_random": mmlu["random"]["apgr"],
         "apgr_subject_full_mmlu": subject_full["apgr"],
-        "router_latency_us": {"median": round(statistics.median(lat), 1), "min": round(min(lat), 1),
-                              "max": round(max(lat), 1)},
+        "router_latency_us": {
+            "median": round(statistics.median(lat), 1),
+            "min": round(min(lat), 1),
+            "max": round(max(lat), 1),
+        },
         "router_search_only_us": round(statistics.median(search), 1),
-        "mmlu": {"n": n, "n_available": n_all, "calibration": len(cal), "held_out": len(test),
-                 "weak_accuracy": round(float(weak.mean()), 4), "strong_accuracy": round(float(strong.mean()), 4),
-                 "routers": mmlu, "embed_seconds": round(embed_s, 1), "subject_router_full": subject_full},
+        "mmlu": {
+            "n": n,
+            "n_available": n_all,
+            "calibration": len(cal),
+            "held_out": len(test),
+            "weak_accuracy": round(float(weak.mean()), 4),
+            "strong_accuracy": round(float(strong.mean()), 4),
+            "routers": mmlu,
+            "embed_seconds": round(embed_s, 1),
+            "subject_router_full": subject_full,
+        },
         "gsm8k": gsm,
-        "prices": {"weak_priced_as": args.weak_price, "strong_priced_as": args.strong_price,
-                   "weak_per_prompt_usd": str(Decimal(str(round(float(cw.mean()), 8)))),
-                   "strong_per_prompt_usd": str(Decimal(str(round(float(cs.mean()), 8))))},
+        "prices": {
+            "weak_priced_as": args.weak_price,
+            "strong_priced_as": args.strong_price,
+            "weak_per_prompt_usd": str(Decimal(str(round(float(cw.mean()), 8)))),
+            "strong_per_prompt_usd": str(Decimal(str(round(float(cs.mean()), 8)))),
+        },
         "reference": "RouteLLM reports 45% cost reduction on MMLU at 95% of strong quality (trained routers)",
     }

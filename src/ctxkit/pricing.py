@@ -256,9 +256,7 @@ class PriceBook:
             if not replace:
                 taken = [k for k in keys if k in self._index]
                 if taken:
-                    raise InvalidInputError(
-                        f"model {taken[0]!r} already has a price; pass replace=True to override it"
-                    )
+                    raise InvalidInputError(f"model {taken[0]!r} already has a price; pass replace=True to override it")
             old = self._prices.get(price.model.lower())
             if old is not None:
                 for alias in old.aliases:
@@ -324,8 +322,15 @@ class PriceBook:
 
     def _local_price(self, model: str) -> ModelPrice:
         return ModelPrice(
-            model=model, provider="local", local=True, input=_ZERO, output=_ZERO, cache_read=_ZERO,
-            cache_write_5m=_ZERO, cache_write_1h=_ZERO, note="local model: no per-token charge",
+            model=model,
+            provider="local",
+            local=True,
+            input=_ZERO,
+            output=_ZERO,
+            cache_read=_ZERO,
+            cache_write_5m=_ZERO,
+            cache_write_1h=_ZERO,
+            note="local model: no per-token charge",
         )
 
     def _registry_local(self, model: str) -> ModelPrice | None:

@@ -25,18 +25,38 @@ def record_to_row(r: CallRecord) -> dict[str, Any]:
     """A flat dict of one record (exact ``cost`` as Decimal, ``cost_usd`` as float for plotting)."""
     u = r.usage
     return {
-        "id": r.id, "timestamp": r.timestamp, "workflow": r.workflow, "task_id": r.task_id, "model": r.model,
-        "backend": r.backend, "provider": r.provider, "local": r.local, "route": r.route,
-        "route_reason": r.route_reason, "escalated": r.escalated, "attempts": r.attempts,
-        "input_tokens": u.input_tokens, "uncached_input_tokens": u.uncached_input_tokens,
-        "cache_read_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens,
-        "cache_write_1h_tokens": u.cache_write_1h_tokens, "output_tokens": u.output_tokens,
-        "reasoning_tokens": u.reasoning_tokens, "usage_reported": r.usage_reported,
-        "cost": r.cost, "cost_usd": None if r.cost is None else float(r.cost),
-        "latency_s": r.latency_s, "ttft_s": r.ttft_s, "cache_hit": r.cache_hit,
-        "uncompressed_input_tokens": r.uncompressed_input_tokens, "compression_ratio": r.compression_ratio,
-        "retrieval_hit": r.retrieval_hit, "success": r.success, "error": r.error,
-        "sections": json.dumps(r.sections, sort_keys=True), "metadata": json.dumps(r.metadata, sort_keys=True),
+        "id": r.id,
+        "timestamp": r.timestamp,
+        "workflow": r.workflow,
+        "task_id": r.task_id,
+        "model": r.model,
+        "backend": r.backend,
+        "provider": r.provider,
+        "local": r.local,
+        "route": r.route,
+        "route_reason": r.route_reason,
+        "escalated": r.escalated,
+        "attempts": r.attempts,
+        "input_tokens": u.input_tokens,
+        "uncached_input_tokens": u.uncached_input_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "cache_write_1h_tokens": u.cache_write_1h_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "usage_reported": r.usage_reported,
+        "cost": r.cost,
+        "cost_usd": None if r.cost is None else float(r.cost),
+        "latency_s": r.latency_s,
+        "ttft_s": r.ttft_s,
+        "cache_hit": r.cache_hit,
+        "uncompressed_input_tokens": r.uncompressed_input_tokens,
+        "compression_ratio": r.compression_ratio,
+        "retrieval_hit": r.retrieval_hit,
+        "success": r.success,
+        "error": r.error,
+        "sections": json.dumps(r.sections, sort_keys=True),
+        "metadata": json.dumps(r.metadata, sort_keys=True),
     }
 
 
@@ -66,13 +86,15 @@ def span_attributes(r: CallRecord) -> dict[str, Any]:
         "ctxkit.usage_reported": r.usage_reported,
     }
     if r.usage_reported:
-        attrs.update({
-            "gen_ai.usage.input_tokens": u.input_tokens,
-            "gen_ai.usage.output_tokens": u.output_tokens,
-            "gen_ai.usage.cache_read.input_tokens": u.cache_read_tokens,
-            "gen_ai.usage.cache_creation.input_tokens": u.cache_write_tokens,
-            "gen_ai.usage.reasoning.output_tokens": u.reasoning_tokens,
-        })
+        attrs.update(
+            {
+                "gen_ai.usage.input_tokens": u.input_tokens,
+                "gen_ai.usage.output_tokens": u.output_tokens,
+                "gen_ai.usage.cache_read.input_tokens": u.cache_read_tokens,
+                "gen_ai.usage.cache_creation.input_tokens": u.cache_write_tokens,
+                "gen_ai.usage.reasoning.output_tokens": u.reasoning_tokens,
+            }
+        )
     if r.ttft_s is not None:
         attrs["gen_ai.response.time_to_first_chunk"] = r.ttft_s
     optional: dict[str, Any] = {

@@ -88,8 +88,13 @@ class LedgerCallbackHandler(BaseCallbackHandler):
 
     # ------------------------------------------------------------------ start
     def _start(
-        self, serialized: dict[str, Any] | None, run_id: UUID, tags: list[str] | None,
-        metadata: dict[str, Any] | None, kwargs: dict[str, Any], operation: str,
+        self,
+        serialized: dict[str, Any] | None,
+        run_id: UUID,
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+        operation: str,
     ) -> None:
         try:
             meta = dict(metadata or {})
@@ -106,16 +111,28 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             logger.warning("ctxkit LangChain callback could not start run %s: %s", run_id, type(exc).__name__)
 
     def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: list[list[Any]], *, run_id: UUID,
-        parent_run_id: UUID | None = None, tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None, **kwargs: Any,
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._start(serialized, run_id, tags, metadata, kwargs, "chat")
 
     def on_llm_start(
-        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
-        parent_run_id: UUID | None = None, tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None, **kwargs: Any,
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._start(serialized, run_id, tags, metadata, kwargs, "text_completion")
 
@@ -158,9 +175,17 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         try:
             usage, model = self._usage(response) if response is not None else (None, None)
             self.ledger.record(
-                model=model or run.model, workflow=run.workflow, usage=usage, provider=run.provider,
-                backend="langchain", latency_s=latency, ttft_s=ttft, error=error, task_id=self.task_id,
-                operation=run.operation, metadata=run.metadata,
+                model=model or run.model,
+                workflow=run.workflow,
+                usage=usage,
+                provider=run.provider,
+                backend="langchain",
+                latency_s=latency,
+                ttft_s=ttft,
+                error=error,
+                task_id=self.task_id,
+                operation=run.operation,
+                metadata=run.metadata,
             )
         except BudgetError:
             raise

@@ -156,12 +156,33 @@ class Ledger:
             if not model:
                 raise InvalidInputError("Ledger.record needs model=... (the model that answered) or a CallRecord")
             record = self._build(
-                model=model, workflow=workflow, usage=usage, cost=cost, backend=backend, provider=provider,
-                latency_s=latency_s, ttft_s=ttft_s, decision=decision, route=route, route_reason=route_reason,
-                escalated=escalated, attempts=attempts, local=local, cache_hit=cache_hit,
-                uncompressed_input_tokens=uncompressed_input_tokens, prompt=prompt, sections=sections,
-                retrieved_ids=retrieved_ids, gold_ids=gold_ids, retrieval_hit=retrieval_hit, success=success,
-                error=error, task_id=task_id, operation=operation, timestamp=timestamp, metadata=metadata,
+                model=model,
+                workflow=workflow,
+                usage=usage,
+                cost=cost,
+                backend=backend,
+                provider=provider,
+                latency_s=latency_s,
+                ttft_s=ttft_s,
+                decision=decision,
+                route=route,
+                route_reason=route_reason,
+                escalated=escalated,
+                attempts=attempts,
+                local=local,
+                cache_hit=cache_hit,
+                uncompressed_input_tokens=uncompressed_input_tokens,
+                prompt=prompt,
+                sections=sections,
+                retrieved_ids=retrieved_ids,
+                gold_ids=gold_ids,
+                retrieval_hit=retrieval_hit,
+                success=success,
+                error=error,
+                task_id=task_id,
+                operation=operation,
+                timestamp=timestamp,
+                metadata=metadata,
             )
         elif not isinstance(record, CallRecord):
             raise InvalidInputError(f"Ledger.record takes a CallRecord or keyword fields, not {type(record).__name__}")
@@ -208,13 +229,30 @@ class Ledger:
         if local is None:
             local = bool(price is not None and price.local)
         fields: dict[str, Any] = {
-            "model": model, "workflow": f["workflow"], "usage": usage, "usage_reported": reported, "cost": cost,
-            "backend": f["backend"], "provider": f["provider"] or (price.provider if price is not None else ""),
-            "latency_s": f["latency_s"], "ttft_s": f["ttft_s"], "route": route, "route_reason": reason,
-            "router": router, "escalated": bool(escalated), "attempts": f["attempts"], "local": local,
-            "cache_hit": f["cache_hit"], "uncompressed_input_tokens": uncompressed, "sections": sections,
-            "retrieval_hit": hit, "success": f["success"], "error": err, "task_id": f["task_id"],
-            "operation": f["operation"], "metadata": dict(f["metadata"] or {}),
+            "model": model,
+            "workflow": f["workflow"],
+            "usage": usage,
+            "usage_reported": reported,
+            "cost": cost,
+            "backend": f["backend"],
+            "provider": f["provider"] or (price.provider if price is not None else ""),
+            "latency_s": f["latency_s"],
+            "ttft_s": f["ttft_s"],
+            "route": route,
+            "route_reason": reason,
+            "router": router,
+            "escalated": bool(escalated),
+            "attempts": f["attempts"],
+            "local": local,
+            "cache_hit": f["cache_hit"],
+            "uncompressed_input_tokens": uncompressed,
+            "sections": sections,
+            "retrieval_hit": hit,
+            "success": f["success"],
+            "error": err,
+            "task_id": f["task_id"],
+            "operation": f["operation"],
+            "metadata": dict(f["metadata"] or {}),
         }
         if f["timestamp"] is not None:
             fields["timestamp"] = f["timestamp"]
@@ -277,12 +315,33 @@ class Ledger:
         Warns or raises like :meth:`record`, with a draft record of the planned call (not kept in the ledger).
         """
         draft = self._build(
-            model=model or "unknown", workflow=workflow,
-            usage=Usage(input_tokens=input_tokens, output_tokens=max_output_tokens), cost=_UNSET, backend="",
-            provider="", latency_s=None, ttft_s=None, decision=None, route=None, route_reason=None, escalated=None,
-            attempts=1, local=None, cache_hit=None, uncompressed_input_tokens=None, prompt=None, sections=None,
-            retrieved_ids=None, gold_ids=None, retrieval_hit=None, success=None, error=None, task_id=None,
-            operation="chat", timestamp=None, metadata={"preflight": True},
+            model=model or "unknown",
+            workflow=workflow,
+            usage=Usage(input_tokens=input_tokens, output_tokens=max_output_tokens),
+            cost=_UNSET,
+            backend="",
+            provider="",
+            latency_s=None,
+            ttft_s=None,
+            decision=None,
+            route=None,
+            route_reason=None,
+            escalated=None,
+            attempts=1,
+            local=None,
+            cache_hit=None,
+            uncompressed_input_tokens=None,
+            prompt=None,
+            sections=None,
+            retrieved_ids=None,
+            gold_ids=None,
+            retrieval_hit=None,
+            success=None,
+            error=None,
+            task_id=None,
+            operation="chat",
+            timestamp=None,
+            metadata={"preflight": True},
         )
         with self._lock:
             before = self._day_costs.get((workflow, draft.timestamp.date()), _ZERO)
@@ -295,9 +354,9 @@ class Ledger:
     def track(self, *, model: str, workflow: str = "default", **fields: Any) -> Iterator[CallTimer]:
         """Time a call made in the block and record it at the end (with ``error`` if it raised)::
 
-            with ledger.track(model="gpt-4o-mini", workflow="qa") as call:
-                resp = client.chat.completions.create(...)
-                call.usage = Usage.from_openai(resp.usage.model_dump())
+        with ledger.track(model="gpt-4o-mini", workflow="qa") as call:
+            resp = client.chat.completions.create(...)
+            call.usage = Usage.from_openai(resp.usage.model_dump())
         """
         timer = CallTimer()
         error: BaseException | None = None
@@ -345,7 +404,8 @@ class Ledger:
         self, *, workflow: str | None = None, model: str | None = None, since: datetime | None = None
     ) -> list[CallRecord]:
         return [
-            r for r in self.records
+            r
+            for r in self.records
             if (workflow is None or r.workflow == workflow)
             and (model is None or r.model == model)
             and (since is None or r.timestamp >= since)
@@ -442,20 +502,40 @@ class Ledger:
         for r in records[-last:]:
             u = r.usage
             rows.append(
-                "<tr>" + "".join(
+                "<tr>"
+                + "".join(
                     f"<td>{html.escape(str(c))}</td>"
                     for c in (
-                        r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), r.workflow, r.model, r.route or "",
-                        u.input_tokens, u.cache_read_tokens, u.output_tokens,
+                        r.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
+                        r.workflow,
+                        r.model,
+                        r.route or "",
+                        u.input_tokens,
+                        u.cache_read_tokens,
+                        u.output_tokens,
                         "unknown" if r.cost is None else f"${r.cost}",
                         "" if r.latency_s is None else f"{r.latency_s:.3f}",
-                        "" if r.success is None else r.success, r.error or "",
+                        "" if r.success is None else r.success,
+                        r.error or "",
                     )
-                ) + "</tr>"
+                )
+                + "</tr>"
             )
         head = "".join(
-            f"<th>{h}</th>" for h in
-            ("time (UTC)", "workflow", "model", "route", "in", "cached", "out", "cost", "latency s", "success", "error")
+            f"<th>{h}</th>"
+            for h in (
+                "time (UTC)",
+                "workflow",
+                "model",
+                "route",
+                "in",
+                "cached",
+                "out",
+                "cost",
+                "latency s",
+                "success",
+                "error",
+            )
         )
         cost = self.total_cost()
         return (
@@ -465,4 +545,3 @@ class Ledger:
             + (f"<p>showing the last {last}</p>" if len(records) > last else "")
             + "</div>"
         )
-

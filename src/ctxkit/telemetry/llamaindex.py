@@ -35,8 +35,12 @@ from ctxkit.errors import BudgetError
 from ctxkit.telemetry.ledger import Ledger
 from ctxkit.usage import Usage
 
-require("llama_index.core.instrumentation", feature="the LlamaIndex event handler", extra="llamaindex",
-        package="llama-index-core")
+require(
+    "llama_index.core.instrumentation",
+    feature="the LlamaIndex event handler",
+    extra="llamaindex",
+    package="llama-index-core",
+)
 
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
@@ -159,9 +163,15 @@ class LedgerEventHandler(BaseEventHandler):
         latency = time.perf_counter() - t0
         try:
             self.ledger.record(
-                model=model, workflow=self.workflow, usage=None, backend="llamaindex", latency_s=latency,
-                ttft_s=None if first is None else min(first - t0, latency), task_id=self.task_id,
-                operation=op, error=err,
+                model=model,
+                workflow=self.workflow,
+                usage=None,
+                backend="llamaindex",
+                latency_s=latency,
+                ttft_s=None if first is None else min(first - t0, latency),
+                task_id=self.task_id,
+                operation=op,
+                error=err,
             )
         except BudgetError:
             raise
@@ -187,8 +197,14 @@ class LedgerEventHandler(BaseEventHandler):
         if model == "unknown" and raw.get("model"):
             model = str(raw["model"])
         self.ledger.record(
-            model=model, workflow=self.workflow, usage=usage, backend="llamaindex", latency_s=latency,
-            ttft_s=ttft, task_id=self.task_id, operation=op,
+            model=model,
+            workflow=self.workflow,
+            usage=usage,
+            backend="llamaindex",
+            latency_s=latency,
+            ttft_s=ttft,
+            task_id=self.task_id,
+            operation=op,
             error=None if response is not None else "no response",
         )
 
@@ -224,8 +240,13 @@ class _SpanTracker(BaseSpanHandler[SimpleSpan]):
         return "CtxkitSpanTracker"
 
     def new_span(
-        self, id_: str, bound_args: Any, instance: Any = None, parent_span_id: str | None = None,
-        tags: dict[str, Any] | None = None, **kwargs: Any,
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> SimpleSpan | None:
         self._owner._span_opened(id_, parent_span_id)
         return SimpleSpan(id_=id_, parent_id=parent_span_id, tags=tags or {})

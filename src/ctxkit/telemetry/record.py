@@ -117,10 +117,15 @@ class CallRecord(BaseModel):
         u = self.usage
         cost = "unknown" if self.cost is None else f"${self.cost}"
         rows = [
-            ("workflow", self.workflow), ("model", self.model), ("backend", self.backend),
+            ("workflow", self.workflow),
+            ("model", self.model),
+            ("backend", self.backend),
             ("route", f"{self.route or ''} {('— ' + self.route_reason) if self.route_reason else ''}"),
-            ("tokens", f"in {u.input_tokens} (cache read {u.cache_read_tokens}, write {u.cache_write_tokens}), "
-                       f"out {u.output_tokens} (reasoning {u.reasoning_tokens})"),
+            (
+                "tokens",
+                f"in {u.input_tokens} (cache read {u.cache_read_tokens}, write {u.cache_write_tokens}), "
+                f"out {u.output_tokens} (reasoning {u.reasoning_tokens})",
+            ),
             ("cost", cost),
             ("latency", "" if self.latency_s is None else f"{self.latency_s:.3f} s"),
             ("ttft", "" if self.ttft_s is None else f"{self.ttft_s:.3f} s"),

@@ -141,17 +141,33 @@ class ReportRow(BaseModel):
         """A flat dict of every figure (for tables and DataFrames)."""
         s = self.savings
         return {
-            "workflow": self.workflow, "model": self.model, "calls": self.calls, "errors": self.errors,
-            "input_tokens": self.usage.input_tokens, "cache_read_tokens": self.usage.cache_read_tokens,
-            "cache_write_tokens": self.usage.cache_write_tokens, "output_tokens": self.usage.output_tokens,
-            "reasoning_tokens": self.usage.reasoning_tokens, "cached_share": self.cached_share,
-            "cost": self.cost, "priced_cost": self.priced_cost, "unpriced_calls": self.unpriced_calls,
-            "latency_p50_s": self.latency_p50_s, "latency_p95_s": self.latency_p95_s,
-            "ttft_p50_s": self.ttft_p50_s, "ttft_p95_s": self.ttft_p95_s,
-            "tasks": self.tasks, "successful_tasks": self.successful_tasks, "success_rate": self.success_rate,
-            "cost_per_successful_task": self.cost_per_successful_task, "escalation_rate": self.escalation_rate,
-            "compression_ratio": self.compression_ratio, "retrieval_hit_rate": self.retrieval_hit_rate,
-            "baseline_cost": s.baseline, "savings": s.total, "savings_share": s.share,
+            "workflow": self.workflow,
+            "model": self.model,
+            "calls": self.calls,
+            "errors": self.errors,
+            "input_tokens": self.usage.input_tokens,
+            "cache_read_tokens": self.usage.cache_read_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "reasoning_tokens": self.usage.reasoning_tokens,
+            "cached_share": self.cached_share,
+            "cost": self.cost,
+            "priced_cost": self.priced_cost,
+            "unpriced_calls": self.unpriced_calls,
+            "latency_p50_s": self.latency_p50_s,
+            "latency_p95_s": self.latency_p95_s,
+            "ttft_p50_s": self.ttft_p50_s,
+            "ttft_p95_s": self.ttft_p95_s,
+            "tasks": self.tasks,
+            "successful_tasks": self.successful_tasks,
+            "success_rate": self.success_rate,
+            "cost_per_successful_task": self.cost_per_successful_task,
+            "escalation_rate": self.escalation_rate,
+            "compression_ratio": self.compression_ratio,
+            "retrieval_hit_rate": self.retrieval_hit_rate,
+            "baseline_cost": s.baseline,
+            "savings": s.total,
+            "savings_share": s.share,
         }
 
 
@@ -179,8 +195,11 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
         return None if unknown else s
 
     return Savings(
-        baseline_model=baseline_model, actual=total(actual), uncached=total(uncached),
-        uncompressed=total(uncompressed), baseline=total(baseline),
+        baseline_model=baseline_model,
+        actual=total(actual),
+        uncached=total(uncached),
+        uncompressed=total(uncompressed),
+        baseline=total(baseline),
     )
 
 
@@ -203,15 +222,26 @@ def _row(workflow: str, model: str, records: Sequence[CallRecord], book: PriceBo
     )
     hits = [r.retrieval_hit for r in records if r.retrieval_hit is not None]
     return ReportRow(
-        workflow=workflow, model=model, calls=len(records),
+        workflow=workflow,
+        model=model,
+        calls=len(records),
         errors=sum(1 for r in records if r.error is not None),
         calls_without_usage=sum(1 for r in records if not r.usage_reported),
-        usage=usage, cost=None if unpriced else priced, priced_cost=priced, unpriced_calls=unpriced,
-        latency_p50_s=percentile(latencies, 50), latency_p95_s=percentile(latencies, 95),
-        ttft_p50_s=percentile(ttfts, 50), ttft_p95_s=percentile(ttfts, 95),
-        tasks=len(tasks), successful_tasks=succeeded, tasks_with_verdict=len(with_verdict),
-        escalations=sum(1 for r in records if r.escalated), cache_hits=sum(1 for r in records if r.cache_hit),
-        compression_ratio=comp_ratio, retrieval_hit_rate=(sum(hits) / len(hits)) if hits else None,
+        usage=usage,
+        cost=None if unpriced else priced,
+        priced_cost=priced,
+        unpriced_calls=unpriced,
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        ttft_p50_s=percentile(ttfts, 50),
+        ttft_p95_s=percentile(ttfts, 95),
+        tasks=len(tasks),
+        successful_tasks=succeeded,
+        tasks_with_verdict=len(with_verdict),
+        escalations=sum(1 for r in records if r.escalated),
+        cache_hits=sum(1 for r in records if r.cache_hit),
+        compression_ratio=comp_ratio,
+        retrieval_hit_rate=(sum(hits) / len(hits)) if hits else None,
         savings=_savings(records, book, baseline),
     )
 
@@ -250,20 +280,45 @@ class Report(BaseModel):
         raise UnknownNameError("report row", f"{workflow}/{model}", [f"{r.workflow}/{r.model}" for r in self.rows])
 
     def _table(self) -> list[list[str]]:
-        head = ["workflow", "model", "calls", "in tok", "cached", "out tok", "cost", "p50 s", "p95 s",
-                "$/success", "escal.", "compr.", "saved"]
+        head = [
+            "workflow",
+            "model",
+            "calls",
+            "in tok",
+            "cached",
+            "out tok",
+            "cost",
+            "p50 s",
+            "p95 s",
+            "$/success",
+            "escal.",
+            "compr.",
+            "saved",
+        ]
         out = [head]
         for r in [*self.rows, self.total]:
-            cost = _fmt_money(r.cost) if r.cost is not None or not r.unpriced_calls else (
-                f">={_fmt_money(r.priced_cost)} ({r.unpriced_calls} unpriced)"
+            cost = (
+                _fmt_money(r.cost)
+                if r.cost is not None or not r.unpriced_calls
+                else (f">={_fmt_money(r.priced_cost)} ({r.unpriced_calls} unpriced)")
             )
-            out.append([
-                r.workflow, r.model, str(r.calls), str(r.usage.input_tokens), _fmt(r.cached_share, ".0%"),
-                str(r.usage.output_tokens), cost, _fmt(r.latency_p50_s, ".3f"), _fmt(r.latency_p95_s, ".3f"),
-                _fmt_money(r.cost_per_successful_task) if r.successful_tasks else "-",
-                _fmt(r.escalation_rate, ".0%"), _fmt(r.compression_ratio, ".2f", "x"),
-                _fmt_money(r.savings.total) if r.savings.total is not None else "-",
-            ])
+            out.append(
+                [
+                    r.workflow,
+                    r.model,
+                    str(r.calls),
+                    str(r.usage.input_tokens),
+                    _fmt(r.cached_share, ".0%"),
+                    str(r.usage.output_tokens),
+                    cost,
+                    _fmt(r.latency_p50_s, ".3f"),
+                    _fmt(r.latency_p95_s, ".3f"),
+                    _fmt_money(r.cost_per_successful_task) if r.successful_tasks else "-",
+                    _fmt(r.escalation_rate, ".0%"),
+                    _fmt(r.compression_ratio, ".2f", "x"),
+                    _fmt_money(r.savings.total) if r.savings.total is not None else "-",
+                ]
+            )
         return out
 
     def __str__(self) -> str:

@@ -133,7 +133,9 @@ def main(args: list[str]) -> int:
     selected = names or known
     results: dict[str, object] = {}
     status = 0
-    quick = "--quick" in passthrough
+    # quick (smoke-size) runs are not saved unless --save asks; the args show in RESULTS.md
+    save_it = "--quick" not in passthrough or "--save" in passthrough
+    passthrough = [a for a in passthrough if a != "--save"]
     for name in selected:
         print(f"== {name} {' '.join(passthrough)}".rstrip(), flush=True)
         host = machine()
@@ -146,7 +148,7 @@ def main(args: list[str]) -> int:
             status = 1
         seconds = time.perf_counter() - start
         print(f"== {name} done in {seconds:.1f} s", flush=True)
-        if not quick and "error" not in results[name]:
+        if save_it and "error" not in results[name]:
             save(name, passthrough, results[name], seconds, host)
             write_results_md()
         if len(selected) > 1:

@@ -9,10 +9,6 @@ grammar, since SmolLM2's own template renders no tools.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -341,57 +337,13 @@ def test_model_override_and_route_errors(llm: ChatCtxkit) -> None:
 
 
 # ---------------------------------------------------------------------- tool calls through a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def tool_server() -> Iterator[str]:
-    pytest.importorskip("llama_cpp.server")
     pytest.importorskip("openai")
-    import httpx
+    from ctxkit.testing import llama_server
 
-    from ctxkit.tokenizers._gguf import default_gguf_path
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(default_gguf_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--chat_format",
-            "chatml-function-calling",
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the llama.cpp server did not start")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with llama_server(chat_format="chatml-function-calling", n_ctx=2048) as base:
+        yield base
 
 
 def multiply(a: int, b: int) -> int:

@@ -3,11 +3,6 @@ the local SmolLM2 model through llama.cpp, and llama.cpp's OpenAI-compatible ser
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -265,62 +260,12 @@ def test_llamaindex_custom_llm_over_the_real_model(llama: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- the loopback server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(gguf_path: str) -> Iterator[str]:
-    pytest.importorskip("llama_cpp.server.app")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            gguf_path,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-            "--model_alias",
-            "smollm2-135m-instruct",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        import httpx
+    from ctxkit.testing import llama_server
 
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not start in 120 s")
-            time.sleep(0.5)
+    with llama_server(gguf_path, n_ctx=2048, n_threads=1, alias="smollm2-135m-instruct") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 PLANTED = "sk-proj-PLANTEDloopbackKEY0123456789abcdef"

@@ -18,7 +18,7 @@ from typing import Any
 
 from ctxkit._optional import require
 from ctxkit.dispatch.backends.base import BaseBackend, Request
-from ctxkit.dispatch.backends.openai import parse_retry_after
+from ctxkit.dispatch.backends.openai import map_sdk_error
 from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, price_usage
 from ctxkit.errors import InvalidInputError
@@ -254,25 +254,9 @@ class AnthropicBackend(BaseBackend):
         yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft))
 
     def _map_error(self, exc: Exception) -> Exception:
+        """Map an ``anthropic`` exception onto ctxkit's tree (other errors pass through unchanged)."""
         anthropic = require("anthropic", feature="the Anthropic backend", extra="anthropic")
-        if isinstance(exc, (BackendHTTPError, InvalidInputError)):
-            return exc
-        if isinstance(exc, anthropic.APIStatusError):
-            headers = getattr(exc.response, "headers", {}) or {}
-            text = str(exc)
-            return BackendHTTPError(
-                text if len(text) < 300 else text[:297] + "...",
-                backend=self.name,
-                status_code=exc.status_code,
-                retry_after=parse_retry_after(headers.get("retry-after")),
-            )
-        if isinstance(exc, anthropic.APITimeoutError):
-            return BackendHTTPError("request timed out", backend=self.name, retryable=True)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return BackendHTTPError(f"connection failed: {exc}", backend=self.name, retryable=True)
-        if isinstance(exc, anthropic.AnthropicError):
-            return BackendHTTPError(str(exc), backend=self.name, retryable=False)
-        return exc
+        return map_sdk_error(exc, anthropic, anthropic.AnthropicError, backend=self.name)
 
 
 class _SSEAccumulator:

@@ -215,23 +215,7 @@ class OpenAIBackend(BaseBackend):
     def _map_error(self, exc: Exception) -> Exception:
         """Map an ``openai`` exception onto ctxkit's tree (other errors pass through unchanged)."""
         openai = require("openai", feature="the OpenAI-compatible backend", extra="openai")
-        if isinstance(exc, BackendHTTPError):
-            return exc
-        if isinstance(exc, openai.APIStatusError):
-            headers = getattr(exc.response, "headers", {}) or {}
-            return BackendHTTPError(
-                _short(exc),
-                backend=self.name,
-                status_code=exc.status_code,
-                retry_after=parse_retry_after(headers.get("retry-after")),
-            )
-        if isinstance(exc, openai.APITimeoutError):
-            return BackendHTTPError("request timed out", backend=self.name, retryable=True)
-        if isinstance(exc, openai.APIConnectionError):
-            return BackendHTTPError(f"connection failed: {_short(exc)}", backend=self.name, retryable=True)
-        if isinstance(exc, openai.OpenAIError):
-            return BackendHTTPError(_short(exc), backend=self.name, retryable=False)
-        return exc
+        return map_sdk_error(exc, openai, openai.OpenAIError, backend=self.name)
 
 
 class _StreamAccumulator:
@@ -320,6 +304,29 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def map_sdk_error(exc: Exception, sdk: Any, base_error: type[BaseException], *, backend: str) -> Exception:
+    """Map an exception of a provider SDK (``openai``, ``anthropic``: the same error classes)
+    onto :class:`BackendHTTPError`, with status code, Retry-After and whether a retry may help.
+    ctxkit's own errors and anything else pass through unchanged."""
+    if isinstance(exc, BackendHTTPError | InvalidInputError):
+        return exc
+    if isinstance(exc, sdk.APIStatusError):
+        headers = getattr(exc.response, "headers", {}) or {}
+        return BackendHTTPError(
+            _short(exc),
+            backend=backend,
+            status_code=exc.status_code,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return BackendHTTPError("request timed out", backend=backend, retryable=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return BackendHTTPError(f"connection failed: {_short(exc)}", backend=backend, retryable=True)
+    if isinstance(exc, base_error):
+        return BackendHTTPError(_short(exc), backend=backend, retryable=False)
+    return exc
 
 
 def _short(exc: BaseException) -> str:

@@ -66,6 +66,57 @@ def save(name: str, argv: list[str], result: dict[str, object], seconds: float, 
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+#: benchmark -> (figure path, compared with, target) shown in the headline table of RESULTS.md
+HEADLINE: dict[str, list[tuple[str, str, str]]] = {
+    "tokens": [
+        ("ratio_vs_tiktoken", "tiktoken (ctxkit time / tiktoken time)", "≤ 1.2"),
+        ("cached_speedup", "tiktoken, repeat counts", "≥ 10"),
+        ("mismatches", "tiktoken, cl100k + o200k", "0"),
+        ("import_ms", "—", "< 150"),
+    ],
+    "assembly": [
+        ("ratio_vs_langchain", "LangChain (peer time / ctxkit time)", "≥ 10"),
+        ("ratio_vs_llamaindex", "LlamaIndex (peer time / ctxkit time)", "≥ 10"),
+        ("ratio_vs_langchain_cached", "LangChain with an lru_cache counter", "—"),
+        ("value_packed_vs_peers", "best peer (score packed)", "≥ 1.0"),
+        ("violations.ctxkit", "—", "0"),
+    ],
+    "retrieval": [
+        ("overhead_vs_faiss.exact.single", "raw FAISS, single query", "≤ 1.2"),
+        ("overhead_vs_faiss.exact.batched", "raw FAISS, batched", "≤ 1.2"),
+        ("recall_at_budget.ctxkit.256", "LangChain FAISS top-4: see recall_at_budget", "≥ LangChain"),
+        ("approx_recall_at_10", "exact search", "≥ 0.95"),
+        ("reembed_on_reingest", "—", "0"),
+    ],
+    "pruning": [
+        ("speedup_vs_llmlingua", "llmlingua (its time / ctxkit time)", "≥ 5"),
+        ("rate_error", "requested rate", "≤ 0.10"),
+        ("number_retention_ctxkit", "llmlingua: number_retention_llmlingua", "≥ 0.95"),
+        ("answer_span_retention_ctxkit", "llmlingua: answer_span_retention_llmlingua", "≥ llmlingua"),
+    ],
+    "cache": [
+        ("reuse_ctxkit", "naive layout: reuse_naive", "≥ 0.90"),
+        ("speedup_vs_naive", "naive layout (its time / ctxkit time)", "≥ 3"),
+        ("simulated_cost_ratio_anthropic", "naive layout on Anthropic", "—"),
+        ("simulated_cost_ratio_openai", "naive layout on OpenAI", "—"),
+    ],
+    "routing": [
+        ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
+        ("apgr", "random routing: see apgr_random", "> random"),
+        ("router_latency_us", "—", "—"),
+    ],
+}
+
+
+def _get(result: dict[str, object], path: str) -> object:
+    value: object = result
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -81,9 +132,26 @@ def write_results_md() -> None:
         "ctxkit and each peer run in one process, interleaved, over several repetitions; ratios are medians",
         "with min–max. Figures from a busy machine (see the load average) swing widely: compare ratios, not times.",
         "",
+        "## Headline: ctxkit against each peer",
+        "",
+        "| benchmark | figure | against | median | min – max | target | measured |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for path in sorted(RESULTS_DIR.glob("*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS_DIR.glob("*.json"))]
+    for rec in records:
+        result = rec.get("result", {})
+        for path, peer, target in HEADLINE.get(rec["name"], []):
+            value = _get(result, path)
+            if isinstance(value, dict) and "median" in value:
+                rng, value = value, value["median"]
+            else:
+                rng = _get(result, f"{path}_range")
+            span = f"{_fmt(rng['min'])} – {_fmt(rng['max'])}" if isinstance(rng, dict) and "min" in rng else ""
+            args = " ".join(rec.get("args") or [])
+            when = f"{rec['date'][:10]}{' ' + args if args else ''}"
+            lines.append(f"| {rec['name']} | `{path}` | {peer} | {_fmt(value)} | {span} | {target} | {when} |")
+    lines += ["", "Every figure of every run follows.", ""]
+    for rec in records:
         host = rec.get("machine", {})
         args = " ".join(rec.get("args") or []) or "(defaults)"
         lines += [

@@ -24,7 +24,10 @@ def test_prices_come_from_the_price_book() -> None:
     assert local is not None and local.input == 0
 
 
-def test_users_register_their_own_models() -> None:
+def test_users_register_their_own_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctxkit import models
+
+    monkeypatch.setattr(models, "_registry", dict(models._registry))  # keep the registration local to this test
     info = ModelInfo(
         name="acme-chat-7b",
         provider="vllm",

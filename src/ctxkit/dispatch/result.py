@@ -87,16 +87,7 @@ class StreamEvent(BaseModel):
 
 
 def price_usage(usage: Usage, model: str) -> Decimal | None:
-    """Cost of ``usage`` on ``model`` from :mod:`ctxkit.pricing` when it is there; else ``None``."""
-    try:
-        from ctxkit import pricing  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return None
-    fn = getattr(pricing, "cost", None)
-    if fn is None:
-        return None
-    try:
-        value = fn(usage, model)
-    except Exception:  # an unknown model is an unknown price, not a failed call
-        return None
-    return value if isinstance(value, Decimal) else None
+    """Cost of ``usage`` on ``model`` from the price book (:mod:`ctxkit.pricing`); ``None`` when unknown."""
+    from ctxkit.pricing import cost
+
+    return cost(usage, model)

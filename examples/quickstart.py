@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from ctxkit import Assembler, Budget, Message, count_tokens, get_tokenizer
 from ctxkit.cache import simulate
 from ctxkit.compress import CompactingHistory, CompactionTrigger, ExtractiveSummarizer
-from ctxkit.compress.lingua import user_cache_dir
 from ctxkit.datasets import essays
 from ctxkit.dispatch import Dispatcher, LlamaCppBackend, Rule, RulesRouter
+from ctxkit.paths import user_cache_dir
 from ctxkit.retrieval import Document, Retriever, SentenceTransformerEmbedder
 from ctxkit.telemetry import Ledger
 

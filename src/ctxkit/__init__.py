@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ctxkit.compress import (
         CompactingHistory,
         CompactionTrigger,
+        CompressOlderTurns,
         ExtractiveSummarizer,
         FidelityReport,
         KeepLastTurns,
@@ -79,6 +80,7 @@ _NAMES: dict[str, str] = {
     "Chunk": "ctxkit.messages",
     "Chunker": "ctxkit.retrieval",
     "CompactingHistory": "ctxkit.compress",
+    "CompressOlderTurns": "ctxkit.compress",
     "CompactionTrigger": "ctxkit.compress",
     "CtxkitError": "ctxkit.errors",
     "Dispatcher": "ctxkit.dispatch",
@@ -152,6 +154,7 @@ __all__ = [
     "Chunker",
     "CompactingHistory",
     "CompactionTrigger",
+    "CompressOlderTurns",
     "CtxkitError",
     "Dispatcher",
     "Document",

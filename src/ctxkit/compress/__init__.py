@@ -25,6 +25,7 @@ from ctxkit.compress.summarize import (
 )
 from ctxkit.compress.trim import (
     BaseHistoryPolicy,
+    CompressOlderTurns,
     HistoryPolicy,
     KeepLastTurns,
     TokenWindow,
@@ -43,6 +44,7 @@ __all__ = [
     "CallableSummarizer",
     "CompactingHistory",
     "CompactionTrigger",
+    "CompressOlderTurns",
     "CompressionResult",
     "ExtractiveSummarizer",
     "FidelityReport",

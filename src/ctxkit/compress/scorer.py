@@ -97,7 +97,7 @@ class LlamaCppScorer:
         n_threads: int | None = None,
         weights: WeightType | Literal["auto", "as-is"] = "auto",
         flash_attn: bool = True,
-        cache_size: int = 32,
+        cache_size: int = 256,
         llama: Any = None,
     ) -> None:
         self._lib = require("llama_cpp", feature="token pruning", extra="compress", package="llama-cpp-python")

@@ -21,9 +21,11 @@ validates the tool-call structure of the input.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,8 +34,12 @@ from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
 from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter
 
+if TYPE_CHECKING:
+    from ctxkit.compress.base import TextCompressor
+
 __all__ = [
     "BaseHistoryPolicy",
+    "CompressOlderTurns",
     "HistoryPolicy",
     "KeepLastTurns",
     "TokenWindow",
@@ -238,6 +244,98 @@ class TruncateToolOutputs(BaseHistoryPolicy):
             for m in t:
                 if m.role == "tool" and not m.pinned:
                     text = self.truncate_text(m.content)
+                    if text != m.content:
+                        m = m.model_copy(update={"content": text})
+                new_t.append(m)
+            out.append(new_t)
+        return out
+
+
+class CompressOlderTurns(BaseHistoryPolicy):
+    """Compress the text of older messages with any compressor; the newest turns stay verbatim.
+
+    ``compressor`` is a :class:`~ctxkit.compress.TextCompressor` — the built-in
+    :class:`~ctxkit.compress.TokenPruner` (LLMLingua-style token pruning), the
+    :class:`~ctxkit.compress.LLMLinguaCompressor` adapter, a sentence filter. Messages of
+    ``roles`` in all but the newest ``keep_last`` turns whose text is at least ``min_chars``
+    long are compressed to about ``rate``. Only ``content`` changes: roles, names, tool calls
+    and ``tool_call_id`` stay, so the tool-call structure remains valid; system/developer and
+    pinned messages are never altered.
+
+    Each message is compressed on its own and the result is remembered (``memo_size``
+    messages), so a message's compressed form never changes once made: the compressed
+    older history is a stable, cacheable prefix that only grows as turns age, and applying
+    the policy on every call costs one compression per newly aged message.
+    """
+
+    def __init__(
+        self,
+        compressor: TextCompressor,
+        *,
+        rate: float = 0.5,
+        keep_last: int = 4,
+        roles: Collection[str] = ("user", "assistant", "tool"),
+        min_chars: int = 200,
+        memo_size: int = 4096,
+    ) -> None:
+        from ctxkit.compress.base import check_rate
+
+        if not callable(getattr(compressor, "compress", None)):
+            raise InvalidInputError(f"{compressor!r} is not a compressor (it needs a compress(text, rate=) method)")
+        if not isinstance(keep_last, int) or keep_last < 0:
+            raise InvalidInputError(f"keep_last needs an int >= 0, got {keep_last!r}")
+        unknown = set(roles) - {"user", "assistant", "tool"}
+        if unknown:
+            raise InvalidInputError(
+                f"roles {sorted(unknown)} cannot be compressed; choose from user, assistant, tool "
+                "(system and developer messages are never altered)"
+            )
+        if min_chars < 0 or memo_size < 0:
+            raise InvalidInputError("min_chars and memo_size must be >= 0")
+        self.compressor = compressor
+        self.rate = check_rate(rate)
+        self.keep_last = keep_last
+        self.roles = frozenset(roles)
+        self.min_chars = min_chars
+        self.memo_size = memo_size
+        self._memo: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CompressOlderTurns({self.compressor!r}, rate={self.rate}, keep_last={self.keep_last})"
+
+    def compress_text(self, role: str, text: str) -> str:
+        """The compressed form of one message's text (remembered, so always the same)."""
+        key = (role, text)
+        with self._lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        out = self.compressor.compress(text, rate=self.rate).text
+        with self._lock:
+            if self.memo_size:
+                self._memo[key] = out
+                while len(self._memo) > self.memo_size:
+                    self._memo.popitem(last=False)
+        return out
+
+    def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
+        older = len(turns) - self.keep_last
+        out: list[list[Message]] = []
+        for i, t in enumerate(turns):
+            if i >= older:
+                out.append(t)
+                continue
+            new_t: list[Message] = []
+            for m in t:
+                if (
+                    m.role in self.roles
+                    and not m.pinned
+                    and len(m.content) >= max(self.min_chars, 1)
+                    and m.content.strip()
+                ):
+                    text = self.compress_text(m.role, m.content)
                     if text != m.content:
                         m = m.model_copy(update={"content": text})
                 new_t.append(m)

@@ -21,13 +21,13 @@ import tempfile
 import threading
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.paths import user_cache_dir
 
-__all__ = ["WeightType", "convert_gguf", "prefill_weight_type"]
+__all__ = ["LocalModel", "WeightType", "convert_gguf", "default_threads", "prefill_weight_type", "resolve_local_model"]
 
 WeightType = Literal["bf16", "f16", "f32", "q8_0"]
 _FTYPES: dict[str, str] = {
@@ -86,3 +86,54 @@ def convert_gguf(
         finally:
             tmp.unlink(missing_ok=True)
     return target
+
+
+class LocalModel(NamedTuple):
+    """A GGUF model to load: ``source`` as given, ``path`` what llama.cpp runs, ``weights`` its conversion."""
+
+    source: Path
+    path: Path
+    weights: str  # "as-is" or a WeightType
+
+    @property
+    def label(self) -> str:
+        """``file.gguf`` or ``file.gguf[bf16]``: the source name and, when converted, the type it runs in."""
+        return self.source.name + ("" if self.weights == "as-is" else f"[{self.weights}]")
+
+
+def resolve_local_model(
+    model_path: str | PathLike[str] | None, weights: WeightType | Literal["auto", "as-is"] = "auto"
+) -> LocalModel:
+    """Which file to load for ``model_path`` (``None``: the default SmolLM2-135M-Instruct).
+
+    ``weights="auto"`` converts the default model (shipped as Q4_1) to
+    :func:`prefill_weight_type` once and runs any other model as given; ``"as-is"`` never
+    converts; a :data:`WeightType` converts any model (cached, see :func:`convert_gguf`).
+    """
+    if weights not in ("auto", "as-is", *_FTYPES):
+        raise InvalidInputError(f"unknown weights {weights!r}; choose 'auto', 'as-is' or one of {sorted(_FTYPES)}")
+    if model_path is None:
+        from ctxkit.tokenizers._gguf import default_gguf_path
+
+        source = default_gguf_path()
+        kind: str = prefill_weight_type() if weights == "auto" else weights
+    else:
+        source = Path(model_path)
+        kind = "as-is" if weights == "auto" else weights
+    if not source.is_file():
+        raise ResourceError(f"no GGUF model file at {str(source)!r}; pass the path of a .gguf model")
+    path = source if kind == "as-is" else convert_gguf(source, kind)  # type: ignore[arg-type]
+    return LocalModel(source, path, kind)
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp: the cores this process may use, at most 8.
+
+    Small models stop scaling past ~8 threads. On a machine busy with other work fewer
+    threads can be faster: llama.cpp's threads spin while they wait for each other.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))

@@ -17,7 +17,6 @@ does not run the model again.
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ import numpy.typing as npt
 
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
-from ctxkit.gguf import WeightType, convert_gguf, prefill_weight_type
+from ctxkit.gguf import WeightType, default_threads, resolve_local_model
 
 __all__ = ["LlamaCppScorer", "TokenScorer", "TokenScores", "default_scorer"]
 
@@ -55,14 +54,6 @@ class TokenScorer(Protocol):
     def score(self, text: str, *, context: str = "") -> TokenScores: ...
 
     def count(self, text: str) -> int: ...
-
-
-def _default_threads() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))  # a model this small stops scaling well past ~8 threads
 
 
 def _nll_rows(logits: npt.NDArray[np.float32], targets: npt.NDArray[np.int64], out: npt.NDArray[np.float32]) -> None:
@@ -105,21 +96,11 @@ class LlamaCppScorer:
             raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
         if n_ctx < 8 or n_batch < 1:
             raise InvalidInputError(f"n_ctx must be >= 8 and n_batch >= 1, got n_ctx={n_ctx}, n_batch={n_batch}")
-        threads = n_threads or _default_threads()
+        threads = n_threads or default_threads()
         if llama is None:
-            if model_path is None:
-                from ctxkit.tokenizers._gguf import default_gguf_path
-
-                path = default_gguf_path()
-                kind = prefill_weight_type() if weights == "auto" else weights
-            else:
-                path = Path(model_path)
-                kind = "as-is" if weights == "auto" else weights
-            if not path.is_file():
-                raise ResourceError(f"no GGUF model file at {str(path)!r}; pass the path of a .gguf causal LM")
-            run = path if kind == "as-is" else convert_gguf(path, kind)
+            local = resolve_local_model(model_path, weights)
             llama = self._lib.Llama(
-                model_path=str(run),
+                model_path=str(local.path),
                 n_ctx=n_ctx,
                 n_batch=min(n_ctx, n_batch),
                 n_ubatch=min(n_ctx, n_batch),
@@ -128,7 +109,7 @@ class LlamaCppScorer:
                 flash_attn=flash_attn,
                 verbose=False,
             )
-            self._name = f"llamacpp:{path.name}" + ("" if kind == "as-is" else f"[{kind}]")
+            self._name = f"llamacpp:{local.label}"
         else:
             self._name = "llamacpp:" + Path(str(getattr(llama, "model_path", "model"))).name
         self.llama = llama

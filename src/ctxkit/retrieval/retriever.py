@@ -15,24 +15,49 @@ One request through :meth:`Retriever.retrieve`:
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
 or the RRF score when hybrid), the source span and ``metadata["tokens"]``, and go
 straight into :class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+
+**Persistence.** :meth:`Retriever.save` writes the whole retriever to one file and
+:meth:`Retriever.load` rebuilds it in another process, with nothing re-embedded. The file
+is a zip archive (format version 1) of four members:
+
+* ``manifest.json`` — format name and version, the embedder's ``name`` and ``dim``, the
+  tokenizer spec, the chunker settings, the hybrid flag with the BM25 parameters, and the
+  ranking settings (``rrf_k``, ``lexical_weight``, ``mmr_lambda``, ``dedupe_threshold``,
+  ``candidates``);
+* ``chunks.jsonl`` — every stored :class:`~ctxkit.messages.Chunk`, one JSON object per
+  line (``model_dump(mode="json")``), in store order;
+* ``by_doc.json`` — document id -> its chunk ids;
+* ``index.ctx`` — the vector index exactly as :meth:`BaseVectorIndex.save` writes it.
+
+The BM25 side is not stored: it always holds the stored chunks' texts (in store order)
+and is rebuilt from them on the first hybrid search after a load. Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import io
+import json
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ctxkit.assembly import AssembledPrompt, Assembler
 from ctxkit.budget import Budget
-from ctxkit.errors import InvalidInputError
+from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError, UnknownNameError
 from ctxkit.messages import Chunk, Message
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder
-from ctxkit.retrieval.index import Filter, VectorIndex
+from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex, _fsync_dir, load_index
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
@@ -41,6 +66,16 @@ __all__ = ["Retriever", "SearchMode"]
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
 DocumentLike = Document | str | Mapping[str, Any]
+
+_STORE_FORMAT = "ctxkit.retriever"
+_STORE_VERSION = 1
+# The name SentenceTransformerEmbedder() gives itself when built with no model: load()
+# checks a store against it before building (and so loading) the default model.
+_DEFAULT_EMBEDDER_NAME = "st:all-MiniLM-L6-v2"
+
+# Called with the name of each member after it is written during save(); tests use it to
+# interrupt a save midway. Not part of the public API.
+_save_hook: Callable[[str], None] | None = None
 
 
 def _as_document(d: DocumentLike, n: int) -> Document:
@@ -54,6 +89,38 @@ def _as_document(d: DocumentLike, n: int) -> Document:
         except Exception as exc:
             raise InvalidInputError(f"documents[{n}] is not a valid Document: {exc}") from exc
     raise InvalidInputError(f"documents[{n}] is a {type(d).__name__}; pass Document, str or a mapping")
+
+
+def _tokenizer_spec(tok: Tokenizer, given: str | None, what: str) -> str:
+    """A spec that :func:`~ctxkit.tokenizers.get_tokenizer` resolves to ``tok`` in a new process.
+
+    The spec the retriever was built with when it still names ``tok``; else any spec the
+    tokenizer registry created ``tok`` from, preferring ``kind:argument`` specs over model
+    names. A tokenizer built by hand has no spec and cannot be saved.
+    """
+    if given is not None and get_tokenizer(given) is tok:
+        return given
+    from ctxkit.tokenizers import registry
+
+    with registry._lock:
+        specs = [spec for spec, t in registry._instances.items() if t is tok]
+    if not specs:
+        raise InvalidInputError(
+            f"cannot save the Retriever: the {what} tokenizer {tok.name!r} was not built from a spec, so a "
+            "new process could not rebuild it. Build it with a spec or model name (e.g. "
+            "tokenizer='tiktoken:cl100k_base', or register_tokenizer() a factory for it)"
+        )
+    return min(specs, key=lambda spec: ":" not in spec)
+
+
+def _put_json(zf: zipfile.ZipFile, name: str, value: Any) -> None:
+    zf.writestr(name, json.dumps(value, ensure_ascii=False), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+    if _save_hook is not None:
+        _save_hook(name)
+
+
+def _read_json(zf: zipfile.ZipFile, name: str) -> Any:
+    return json.loads(zf.read(name).decode("utf-8"))
 
 
 class Retriever:
@@ -100,6 +167,7 @@ class Retriever:
         self.embedder = embedder
         self.index = index
         self.tokenizer = get_tokenizer(tokenizer)
+        self._tokenizer_spec = tokenizer if isinstance(tokenizer, str) else None
         self.chunker = chunker or Chunker(256, 32, tokenizer=self.tokenizer)
         self.lexical: BM25Index | None = BM25Index() if hybrid else None
         self.rrf_k = rrf_k
@@ -337,3 +405,285 @@ class Retriever:
         room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
         chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode) if room > 0 else []
         return asm.assemble(query=query, system=system, history=history, memory=memory, chunks=chunks, budget=bud)
+
+    # ------------------------------------------------------------------ persistence
+    def _manifest(self, index: BaseVectorIndex) -> dict[str, Any]:
+        """Everything but the chunks and the vectors: what :meth:`load` needs to rebuild the rest."""
+        from ctxkit import __version__
+
+        tok_spec = _tokenizer_spec(self.tokenizer, self._tokenizer_spec, "retriever's")
+        ch = self.chunker
+        return {
+            "format": _STORE_FORMAT,
+            "version": _STORE_VERSION,
+            "ctxkit_version": __version__,
+            "embedder": {"name": self.embedder.name, "dim": self.embedder.dim},
+            "tokenizer": tok_spec,
+            "chunker": {
+                "target_tokens": ch.target_tokens,
+                "overlap_tokens": ch.overlap_tokens,
+                "max_tokens": ch.max_tokens,
+                "markdown": ch.markdown,
+                "tokenizer": _tokenizer_spec(ch.tokenizer, tok_spec, "chunker's"),
+            },
+            "hybrid": self.lexical is not None,
+            "bm25": (
+                None
+                if self.lexical is None
+                else {"k1": self.lexical.k1, "b": self.lexical.b, "stopwords": self.lexical.stopwords}
+            ),
+            "ranking": {
+                "rrf_k": self.rrf_k,
+                "lexical_weight": self.lexical_weight,
+                "mmr_lambda": self.mmr_lambda,
+                "dedupe_threshold": self.dedupe_threshold,
+                "candidates": self.candidates,
+            },
+            "index": {"class": type(index).__name__, "dim": index.dim, "member": "index.ctx"},
+            "chunks": len(self._chunks),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole retriever to one file, atomically; :meth:`load` rebuilds it.
+
+        Stored (layout in the module docstring): a format version, the embedder's ``name``
+        and ``dim`` (the embedder itself is code and is passed again to :meth:`load`), the
+        vector index through its own :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every
+        chunk with all its fields, the document -> chunk ids map, the chunker settings and
+        its tokenizer spec, the retriever's tokenizer spec, the hybrid flag and BM25
+        parameters, and the ranking settings (``rrf_k``, ``lexical_weight``,
+        ``mmr_lambda``, ``dedupe_threshold``, ``candidates``). Nothing is re-embedded on load.
+
+        One file rather than a folder, because only a single file can be swapped in
+        atomically: the store is written to a temporary sibling file, flushed, fsynced and
+        renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
+        store (or none) and never a half-written one that loads. A folder cannot be renamed
+        over an existing one in one step. The file is a zip archive, so each member carries
+        a CRC-32 that :meth:`load` checks, and any zip tool can list or extract it. The
+        price: :meth:`load` copies the vector index member to a temporary file to read it.
+
+        Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
+        another process: an index with no file format of its own (a
+        :class:`~ctxkit.retrieval.QdrantIndex` persists inside Qdrant), a
+        :class:`~ctxkit.retrieval.Chunker` subclass, or a tokenizer built by hand rather
+        than from a spec. Do not add or delete documents while a save runs. Returns the path.
+        """
+        target = Path(path)
+        if target.is_dir():
+            raise InvalidInputError(
+                f"{target} is a folder; a Retriever saves to one file, e.g. {target / 'retriever.ctx'}"
+            )
+        index = self.index
+        if not isinstance(index, BaseVectorIndex):
+            raise InvalidInputError(
+                f"cannot save a Retriever over a {type(index).__name__}: only indexes with their own file "
+                "format (NumpyIndex, FaissIndex) are stored in the file. A QdrantIndex persists in Qdrant itself"
+            )
+        if type(self.chunker) is not Chunker:
+            raise InvalidInputError(
+                f"cannot save a Retriever with a {type(self.chunker).__name__}: only the settings of a plain "
+                "Chunker are stored, so load() could not rebuild it"
+            )
+        manifest = self._manifest(index)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=target.parent) as scratch:
+                index_file = index.save(Path(scratch) / "index.ctx")
+                with open(tmp, "wb") as f:
+                    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+                        _put_json(zf, "manifest.json", manifest)
+                        chunks = list(self._chunks.values())
+                        with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
+                            for s in range(0, len(chunks), 1024):
+                                lines = [
+                                    json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n"
+                                    for c in chunks[s : s + 1024]
+                                ]
+                                out.write("".join(lines).encode("utf-8"))
+                        if _save_hook is not None:
+                            _save_hook("chunks.jsonl")
+                        _put_json(zf, "by_doc.json", self._by_doc)
+                        zf.write(index_file, "index.ctx", compress_type=zipfile.ZIP_STORED)
+                        if _save_hook is not None:
+                            _save_hook("index.ctx")
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, embedder: Embedder | None = None) -> Retriever:
+        """Rebuild a retriever written by :meth:`save`; it searches and retrieves exactly as the original.
+
+        ``embedder`` must be the one that built the store (same ``name`` and ``dim``), or
+        :class:`~ctxkit.errors.InvalidInputError` is raised: stored vectors only compare
+        with queries embedded by the same model. Left out, the default
+        :class:`~ctxkit.retrieval.SentenceTransformerEmbedder` is built, and only when the
+        store was made with it. The vector index, chunks, chunker, tokenizer and settings
+        come from the file; the BM25 side of a hybrid retriever is refilled from the stored
+        chunk texts (and built on the first hybrid search). A missing, truncated, corrupt or
+        unknown-version file raises :class:`~ctxkit.errors.ResourceError`.
+        """
+        src = Path(path)
+        try:
+            zf = zipfile.ZipFile(src)
+        except FileNotFoundError as exc:
+            raise ResourceError(f"no Retriever store at {src}; build a Retriever and call save({str(src)!r})") from exc
+        except IsADirectoryError as exc:
+            raise ResourceError(f"{src} is a folder; pass the file that Retriever.save() wrote") from exc
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise ResourceError(_corrupt(src, exc)) from exc
+        with zf:
+            manifest = _read_manifest(zf, src)
+            emb = _check_embedder(manifest, embedder, src)
+            try:
+                r = cls._from_store(zf, manifest, emb, src)
+            except CtxkitError:
+                raise
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, ValueError) as exc:
+                raise ResourceError(_corrupt(src, exc)) from exc
+        return r
+
+    @classmethod
+    def _from_store(cls, zf: zipfile.ZipFile, manifest: dict[str, Any], embedder: Embedder, src: Path) -> Retriever:
+        """The retriever of an open store whose manifest and embedder were checked."""
+        try:
+            cfg = manifest["chunker"]
+            spec = str(manifest["tokenizer"])
+            chunker_spec = str(cfg["tokenizer"])
+            ranking = manifest["ranking"]
+            bm25 = manifest["bm25"] if manifest["hybrid"] else None
+            member = str(manifest["index"]["member"])
+            n_chunks = int(manifest["chunks"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResourceError(f"{src} has a malformed manifest ({exc!r}); save the Retriever again") from exc
+        try:
+            chunk_tok = get_tokenizer(chunker_spec)
+            get_tokenizer(spec)
+        except (UnknownNameError, ResourceError) as exc:
+            raise ResourceError(
+                f"{src} counts tokens with {spec!r} (chunker: {chunker_spec!r}), which this process cannot "
+                f"build: {exc}. Install or register_tokenizer() it, then load again"
+            ) from exc
+        with zf.open("chunks.jsonl") as part:  # streamed; the CRC-32 is checked at the end
+            chunks = [
+                Chunk.model_validate(json.loads(line)) for line in io.TextIOWrapper(part, "utf-8") if line.strip()
+            ]
+        by_doc = _read_json(zf, "by_doc.json")
+        if not isinstance(by_doc, dict) or not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in by_doc.values()
+        ):
+            raise ResourceError(f"{src} has a malformed by_doc.json; save the Retriever again")
+        store = {c.id: c for c in chunks}
+        if len(chunks) != n_chunks or len(store) != n_chunks:
+            raise ResourceError(
+                f"{src} lists {n_chunks} chunks but holds {len(chunks)} ({len(store)} distinct ids); save it again"
+            )
+        with tempfile.TemporaryDirectory(prefix="ctxkit-load-") as scratch:
+            index_file = Path(scratch) / "index.ctx"
+            with zf.open(member) as part, open(index_file, "wb") as out:
+                shutil.copyfileobj(part, out, 1 << 20)
+            try:
+                index = load_index(index_file)
+            except ResourceError as exc:
+                raise ResourceError(
+                    f"the vector index inside {src} cannot be read ({exc}); save the Retriever again"
+                ) from exc
+        if index.dim != embedder.dim:
+            raise ResourceError(f"{src}: its index has {index.dim} dimensions but its embedder {embedder.dim}")
+        missing = [i for i in store if i not in index]
+        if missing:
+            raise ResourceError(
+                f"{src} is inconsistent: {len(missing)} chunks (e.g. {missing[0]!r}) have no vector; save it again"
+            )
+        try:
+            chunker = Chunker(
+                int(cfg["target_tokens"]),
+                int(cfg["overlap_tokens"]),
+                max_tokens=int(cfg["max_tokens"]),
+                tokenizer=chunk_tok,
+                markdown=bool(cfg["markdown"]),
+            )
+            r = cls(
+                embedder,
+                index,
+                chunker=chunker,
+                tokenizer=spec,
+                rrf_k=int(ranking["rrf_k"]),
+                lexical_weight=float(ranking["lexical_weight"]),
+                mmr_lambda=float(ranking["mmr_lambda"]),
+                dedupe_threshold=None if ranking["dedupe_threshold"] is None else float(ranking["dedupe_threshold"]),
+                candidates=int(ranking["candidates"]),
+            )
+        except InvalidInputError as exc:
+            raise ResourceError(
+                f"{src} has invalid settings in its manifest ({exc}); save the Retriever again"
+            ) from exc
+        r._chunks = store
+        r._by_doc = {str(d): list(ids) for d, ids in by_doc.items()}
+        if bm25 is not None:
+            r.lexical = BM25Index(k1=float(bm25["k1"]), b=float(bm25["b"]), stopwords=bm25["stopwords"])
+            r.lexical.upsert(
+                [c.id for c in chunks], [c.text for c in chunks], [{**c.metadata, "doc_id": c.doc_id} for c in chunks]
+            )
+        return r
+
+
+def _corrupt(src: Path, exc: BaseException) -> str:
+    return (
+        f"{src} is not a readable Retriever store: it is truncated, corrupt or not a store at all ({exc!r}). "
+        "Save the Retriever again, or rebuild it from the documents"
+    )
+
+
+def _read_manifest(zf: zipfile.ZipFile, src: Path) -> dict[str, Any]:
+    """The checked manifest of an open store: right format, a version this ctxkit reads."""
+    try:
+        manifest = _read_json(zf, "manifest.json")
+    except KeyError as exc:
+        raise ResourceError(
+            f"{src} is a zip file but not a Retriever store (no manifest.json); pass a file that Retriever.save() wrote"
+        ) from exc
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        raise ResourceError(_corrupt(src, exc)) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != _STORE_FORMAT:
+        raise ResourceError(f"{src} is not a Retriever store; pass a file that Retriever.save() wrote")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResourceError(f"{src} has an invalid store version {version!r}; save the Retriever again")
+    if version > _STORE_VERSION:
+        raise ResourceError(
+            f"{src} is a version {version} Retriever store, but this ctxkit reads up to version {_STORE_VERSION}: "
+            "upgrade ctxkit, or save the Retriever again with this version"
+        )
+    return manifest
+
+
+def _check_embedder(manifest: dict[str, Any], embedder: Embedder | None, src: Path) -> Embedder:
+    """The embedder to load with: the given one if it matches the store, else the default if the store used it."""
+    try:
+        name = str(manifest["embedder"]["name"])
+        dim = int(manifest["embedder"]["dim"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResourceError(f"{src} has a malformed manifest ({exc!r}); save the Retriever again") from exc
+    if embedder is None:
+        if name != _DEFAULT_EMBEDDER_NAME:
+            raise InvalidInputError(
+                f"{src} was built with the embedder {name!r} ({dim} dims), not the default "
+                f"{_DEFAULT_EMBEDDER_NAME!r}; pass the embedder that built it: Retriever.load(path, embedder=...)"
+            )
+        from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
+
+        embedder = SentenceTransformerEmbedder()
+    if embedder.name != name or embedder.dim != dim:
+        raise InvalidInputError(
+            f"{src} was built with the embedder {name!r} ({dim} dims) but the given embedder is "
+            f"{embedder.name!r} ({embedder.dim} dims): stored vectors only match queries from the same model. "
+            "Pass the embedder that built the store"
+        )
+    return embedder

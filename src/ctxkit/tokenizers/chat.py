@@ -207,9 +207,24 @@ def _template_formatter(llama: Any) -> Any:
     bos_id = llama.token_bos()
     eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
     bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
-    return llama_chat_format.Jinja2ChatFormatter(
+    formatter = llama_chat_format.Jinja2ChatFormatter(
         template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
     )
+    from ctxkit.toolcalls import template_supports_tools
+
+    return formatter if template_supports_tools(template) else _InlineToolsFormatter(formatter)
+
+
+class _InlineToolsFormatter:
+    """A template without tool support, given tools and tool messages as text (see :mod:`ctxkit.toolcalls`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Any:
+        from ctxkit.toolcalls import inline_tools
+
+        return self.inner(messages=inline_tools(messages, tools))
 
 
 def get_chat_counter(model_or_spec: str) -> ChatCounter:

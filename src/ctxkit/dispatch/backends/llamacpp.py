@@ -23,12 +23,16 @@ from ctxkit._optional import require
 from ctxkit.dispatch.backends.base import BaseBackend, Request
 from ctxkit.dispatch.errors import ContextOverflowError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.errors import InvalidInputError
 from ctxkit.gguf import WeightType, default_threads, resolve_local_model
+from ctxkit.messages import ToolCall
+from ctxkit.toolcalls import parse_tool_calls, required_tool_names, tool_call_grammar
 from ctxkit.usage import Usage
 
 __all__ = ["LlamaCppBackend"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+_CALL_OPEN = "<tool_call>"
 
 
 class LlamaCppBackend(BaseBackend):
@@ -88,9 +92,10 @@ class LlamaCppBackend(BaseBackend):
 
     # ------------------------------------------------------------------ helpers
     def _tokens(self, request: Request) -> list[int]:
+        offer_tools = request.tools and request.extra.get("tool_choice") != "none"
         rendered = self._formatter(
             messages=[m.to_openai() for m in request.messages],
-            tools=[t.to_openai() for t in request.tools] or None,
+            tools=[t.to_openai() for t in request.tools] if offer_tools else None,
         )
         tokens: list[int] = self.llama.tokenize(
             rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
@@ -152,6 +157,7 @@ class LlamaCppBackend(BaseBackend):
             ttft: float | None = None
             finish: FinishReason = "length"
             greedy = request.temperature == 0
+            names, grammar = self._tool_mode(request, llama_cpp)
             gen = self.llama.generate(
                 tokens,
                 temp=request.temperature,
@@ -159,6 +165,7 @@ class LlamaCppBackend(BaseBackend):
                 top_p=request.top_p if request.top_p is not None else 0.95,
                 min_p=0.0 if greedy else 0.05,
                 reset=True,
+                grammar=grammar,
             )
             try:
                 for token in gen:
@@ -177,6 +184,9 @@ class LlamaCppBackend(BaseBackend):
                         text = text[:cut]
                         finish = "stop"
                     safe = len(text) if cut is not None else len(text) - _held_back(text, stops)
+                    if names is not None:  # a tool call is never streamed as text
+                        marker = text.find(_CALL_OPEN)
+                        safe = min(safe, marker if marker != -1 else len(text) - _held_back(text, (_CALL_OPEN,)))
                     if safe > emitted:
                         if ttft is None:
                             ttft = time.perf_counter() - start
@@ -190,6 +200,11 @@ class LlamaCppBackend(BaseBackend):
             tail = decoder.decode(b"", final=True)
             if tail and finish != "stop":
                 text += tail
+            calls: list[ToolCall] = []
+            if names is not None:
+                text, calls = parse_tool_calls(text, names)
+                if calls:
+                    finish = "tool_calls"
             if len(text) > emitted:
                 if ttft is None:
                     ttft = time.perf_counter() - start
@@ -198,6 +213,7 @@ class LlamaCppBackend(BaseBackend):
         usage = Usage(input_tokens=len(tokens), cache_read_tokens=max(reused, 0), output_tokens=n_out)
         result = Result(
             text=text,
+            tool_calls=tuple(calls),
             finish_reason=finish,
             usage=usage,
             model=self.model,
@@ -209,6 +225,20 @@ class LlamaCppBackend(BaseBackend):
             local=True,
         )
         yield StreamEvent(kind="done", result=result)
+
+    def _tool_mode(self, request: Request, llama_cpp: Any) -> tuple[list[str] | None, Any]:
+        """Tool names to parse calls of (``None``: no tools offered) and the grammar forcing a call, if any."""
+        choice = request.extra.get("tool_choice")
+        if not request.tools or choice == "none":
+            if choice not in (None, "auto", "none"):
+                raise InvalidInputError(f"tool_choice={choice!r} needs tools on the request")
+            return None, None
+        names = [t.name for t in request.tools]
+        forced = required_tool_names(choice, names)
+        if forced is None:
+            return names, None
+        gbnf = tool_call_grammar([t.to_openai() for t in request.tools], forced)
+        return names, llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
 
     def _generate(self, request: Request) -> Result:
         final: Result | None = None

@@ -186,6 +186,15 @@ def test_reingest_embeds_nothing_and_updates_replace(embedder: SentenceTransform
     assert r.delete_documents(["aord"]) == 1 and len(r) == 0 and len(r.index) == 0
 
 
+def test_a_chunk_id_moved_to_another_document_belongs_to_it_only(embedder: SentenceTransformerEmbedder) -> None:
+    r = _retriever(embedder, index=NumpyIndex(384))
+    r.add_chunks([Chunk(text="Alpha text about startups.", id="c1", doc_id="old", score=0.0)], progress=False)
+    r.add_chunks([Chunk(text="Beta text about investors.", id="c1", doc_id="new", score=0.0)], progress=False)
+    assert r.delete_documents(["old"]) == 0  # the chunk now belongs to "new"
+    assert r.get_chunk("c1").doc_id == "new" and len(r) == 1
+    assert r.delete_documents(["new"]) == 1 and len(r) == 0
+
+
 def test_qdrant_backed_retriever(embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
     essays = _essays()
     r = _retriever(embedder, index=QdrantIndex(384, path=tmp_path / "qdrant"))

@@ -237,6 +237,12 @@ class Retriever:
                     self.lexical.upsert([c.id for c in part], [c.text for c in part], metas)
                 for c in part:
                     old = self._chunks.get(c.id)
+                    if old is not None and old.doc_id != c.doc_id:  # the id moved to another document
+                        prev = self._by_doc.get(old.doc_id)
+                        if prev is not None and c.id in prev:
+                            prev.remove(c.id)
+                            if not prev:
+                                del self._by_doc[old.doc_id]
                     if old is None or old.doc_id != c.doc_id:
                         self._by_doc.setdefault(c.doc_id, []).append(c.id)
                     self._chunks[c.id] = c

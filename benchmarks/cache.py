@@ -17,8 +17,9 @@ Two layouts of the same inputs, assembled by :class:`ctxkit.Assembler`:
   timestamp and the retrieved context at the top of the system prompt; the history holds
   the raw user messages.
 
-Real model (SmolLM2-135M-Instruct Q4_1 via llama-cpp-python, one ``Llama`` object per layout
-so each keeps its own KV cache, calls interleaved turn by turn): each request is rendered by
+Real model (SmolLM2-135M-Instruct, the shipped Q4_1 run as its 16-bit conversion, via
+llama-cpp-python, one ``Llama`` object per layout so each keeps its own KV cache, calls
+interleaved turn by turn): each request is rendered by
 the model's own chat template and sent with ``max_tokens=1``; llama.cpp reuses the longest
 common prefix of its KV cache and evaluates the rest. Fields:
 
@@ -235,9 +236,9 @@ class _Runner:
 
 
 def run_model(ours: list[list[AssembledPrompt]], naive: list[list[AssembledPrompt]]) -> dict[str, Any]:
-    from ctxkit.tokenizers._gguf import default_gguf_path
+    from ctxkit.gguf import resolve_local_model
 
-    path = str(default_gguf_path())
+    path = str(resolve_local_model(None).path)  # the default SmolLM2, in the 16-bit form ctxkit runs it
     runners = {"ctxkit": _Runner(path), "naive": _Runner(path)}
     totals = {k: {"reused": 0, "tokens": 0} for k in runners}
     per_session: dict[str, list[float]] = {k: [] for k in runners}

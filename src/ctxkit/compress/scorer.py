@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._lru import LRUCache
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.gguf import WeightType, default_threads, resolve_local_model
@@ -92,8 +92,8 @@ class LlamaCppScorer:
         llama: Any = None,
     ) -> None:
         self._lib = require("llama_cpp", feature="token pruning", extra="compress", package="llama-cpp-python")
-        if cache_size < 0:
-            raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise InvalidInputError(f"cache_size must be an int >= 0, got {cache_size!r}")
         if n_ctx < 8 or n_batch < 1:
             raise InvalidInputError(f"n_ctx must be >= 8 and n_batch >= 1, got n_ctx={n_ctx}, n_batch={n_batch}")
         threads = n_threads or default_threads()
@@ -120,8 +120,7 @@ class LlamaCppScorer:
         self._n_vocab = int(llama.n_vocab())
         self._bos = int(llama.token_bos())
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, str], TokenScores] = OrderedDict()
-        self.cache_size = cache_size
+        self._cache: LRUCache[tuple[str, str], TokenScores] = LRUCache(cache_size)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ctxkit-score") if threads > 1 else None
         self._batch = self._lib.llama_batch_init(self._n_batch, 0, 1)
         b = self._batch
@@ -161,8 +160,7 @@ class LlamaCppScorer:
 
     def clear_cache(self) -> None:
         """Forget the cached scores (the next call of each text runs the model again)."""
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain text (no BOS, special-token text kept as text)."""
@@ -219,11 +217,9 @@ class LlamaCppScorer:
     def score(self, text: str, *, context: str = "") -> TokenScores:
         """Self-information of each token of ``text`` (conditioned on ``context`` when given)."""
         key = (context, text)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         ids = self.tokenize(text)
         pieces = [self.llama.detokenize([i]) for i in ids]
         lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
@@ -254,11 +250,8 @@ class LlamaCppScorer:
                     if s + room >= len(ids):
                         break
                     s += step
-            result = TokenScores(text, starts, si)
-            if self.cache_size:
-                self._cache[key] = result
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        result = TokenScores(text, starts, si)
+        self._cache.put(key, result)
         return result
 
 

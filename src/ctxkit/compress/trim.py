@@ -21,14 +21,13 @@ validates the tool-call structure of the input.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from ctxkit._lru import LRUCache
 from ctxkit.assembly import group_turns
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
@@ -290,16 +289,14 @@ class CompressOlderTurns(BaseHistoryPolicy):
                 f"roles {sorted(unknown)} cannot be compressed; choose from user, assistant, tool "
                 "(system and developer messages are never altered)"
             )
-        if min_chars < 0 or memo_size < 0:
-            raise InvalidInputError("min_chars and memo_size must be >= 0")
+        if min_chars < 0:
+            raise InvalidInputError(f"min_chars must be >= 0, got {min_chars}")
         self.compressor = compressor
         self.rate = check_rate(rate)
         self.keep_last = keep_last
         self.roles = frozenset(roles)
         self.min_chars = min_chars
-        self.memo_size = memo_size
-        self._memo: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._memo: LRUCache[tuple[str, str], str] = LRUCache(memo_size)
 
     def __repr__(self) -> str:
         return f"CompressOlderTurns({self.compressor!r}, rate={self.rate}, keep_last={self.keep_last})"
@@ -307,18 +304,11 @@ class CompressOlderTurns(BaseHistoryPolicy):
     def compress_text(self, role: str, text: str) -> str:
         """The compressed form of one message's text (remembered, so always the same)."""
         key = (role, text)
-        with self._lock:
-            hit = self._memo.get(key)
-            if hit is not None:
-                self._memo.move_to_end(key)
-                return hit
-        out = self.compressor.compress(text, rate=self.rate).text
-        with self._lock:
-            if self.memo_size:
-                self._memo[key] = out
-                while len(self._memo) > self.memo_size:
-                    self._memo.popitem(last=False)
-        return out
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self.compressor.compress(text, rate=self.rate).text
+            self._memo.put(key, hit)
+        return hit
 
     def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
         older = len(turns) - self.keep_last

@@ -38,6 +38,7 @@ import numpy.typing as npt
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.messages import canonical_json
+from ctxkit.paths import atomic_write
 
 __all__ = [
     "BaseVectorIndex",
@@ -438,20 +439,11 @@ class BaseVectorIndex(ABC):
             header_bytes = json.dumps(header, ensure_ascii=False).encode()
             native = self._native_bytes()
             vecs = self._vecs[: self._n]
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(_MAGIC)
-                    _write_part(f, np.frombuffer(header_bytes, dtype=np.uint8), "header")
-                    _write_part(f, vecs, "vectors")
-                    _write_part(f, np.frombuffer(native, dtype=np.uint8), "native")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            _fsync_dir(target.parent)
+            with atomic_write(target) as f:
+                f.write(_MAGIC)
+                _write_part(f, np.frombuffer(header_bytes, dtype=np.uint8), "header")
+                _write_part(f, vecs, "vectors")
+                _write_part(f, np.frombuffer(native, dtype=np.uint8), "native")
         return target
 
     @classmethod
@@ -486,19 +478,6 @@ def _write_part(f: IO[bytes], arr: npt.NDArray[Any], name: str) -> None:
     np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
     if _save_hook is not None:
         _save_hook(name)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], FloatArray, bytes]:

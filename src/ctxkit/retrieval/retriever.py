@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,9 +54,10 @@ from ctxkit.assembly import AssembledPrompt, Assembler
 from ctxkit.budget import Budget
 from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError, UnknownNameError
 from ctxkit.messages import Chunk, Message
+from ctxkit.paths import atomic_write
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder
-from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex, _fsync_dir, load_index
+from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex, load_index
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
@@ -492,34 +492,27 @@ class Retriever:
             )
         manifest = self._manifest(index)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        try:
-            with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=target.parent) as scratch:
-                index_file = index.save(Path(scratch) / "index.ctx")
-                with open(tmp, "wb") as f:
-                    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-                        _put_json(zf, "manifest.json", manifest)
-                        chunks = list(self._chunks.values())
-                        with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
-                            for s in range(0, len(chunks), 1024):
-                                lines = [
-                                    json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n"
-                                    for c in chunks[s : s + 1024]
-                                ]
-                                out.write("".join(lines).encode("utf-8"))
-                        if _save_hook is not None:
-                            _save_hook("chunks.jsonl")
-                        _put_json(zf, "by_doc.json", self._by_doc)
-                        zf.write(index_file, "index.ctx", compress_type=zipfile.ZIP_STORED)
-                        if _save_hook is not None:
-                            _save_hook("index.ctx")
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=target.parent) as scratch:
+            index_file = index.save(Path(scratch) / "index.ctx")
+            with (
+                atomic_write(target) as f,
+                zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+            ):
+                _put_json(zf, "manifest.json", manifest)
+                chunks = list(self._chunks.values())
+                with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
+                    for s in range(0, len(chunks), 1024):
+                        lines = [
+                            json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n"
+                            for c in chunks[s : s + 1024]
+                        ]
+                        out.write("".join(lines).encode("utf-8"))
+                if _save_hook is not None:
+                    _save_hook("chunks.jsonl")
+                _put_json(zf, "by_doc.json", self._by_doc)
+                zf.write(index_file, "index.ctx", compress_type=zipfile.ZIP_STORED)
+                if _save_hook is not None:
+                    _save_hook("index.ctx")
         return target
 
     @classmethod

@@ -21,13 +21,21 @@ import tempfile
 import threading
 from os import PathLike
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.paths import user_cache_dir
 
-__all__ = ["LocalModel", "WeightType", "convert_gguf", "default_threads", "prefill_weight_type", "resolve_local_model"]
+__all__ = [
+    "LocalModel",
+    "WeightType",
+    "convert_gguf",
+    "default_threads",
+    "load_llama",
+    "prefill_weight_type",
+    "resolve_local_model",
+]
 
 WeightType = Literal["bf16", "f16", "f32", "q8_0"]
 _FTYPES: dict[str, str] = {
@@ -137,3 +145,27 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, 8))
+
+
+def load_llama(
+    model_path: str | PathLike[str] | None,
+    *,
+    weights: WeightType | Literal["auto", "as-is"] = "auto",
+    n_ctx: int,
+    n_threads: int | None = None,
+    feature: str,
+    extra: str,
+    **llama_kwargs: Any,
+) -> tuple[Any, LocalModel]:
+    """A ``llama_cpp.Llama`` over :func:`resolve_local_model`'s file, on :func:`default_threads` cores.
+
+    ``n_threads`` (default: :func:`default_threads`) serves prompt processing too unless
+    ``n_threads_batch`` is given; ``feature``/``extra`` name what needs llama.cpp in the
+    error raised when it is not installed. Returns the model and what was loaded.
+    """
+    llama_cpp = require("llama_cpp", feature=feature, extra=extra, package="llama-cpp-python")
+    local = resolve_local_model(model_path, weights)
+    threads = n_threads or default_threads()
+    llama_kwargs.setdefault("n_threads_batch", threads)
+    llama = llama_cpp.Llama(model_path=str(local.path), n_ctx=n_ctx, n_threads=threads, verbose=False, **llama_kwargs)
+    return llama, local

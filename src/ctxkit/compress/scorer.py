@@ -29,7 +29,7 @@ import numpy.typing as npt
 from ctxkit._lru import LRUCache
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
-from ctxkit.gguf import WeightType, default_threads, resolve_local_model
+from ctxkit.gguf import WeightType, default_threads, load_llama
 
 __all__ = ["LlamaCppScorer", "TokenScorer", "TokenScores", "default_scorer"]
 
@@ -98,16 +98,16 @@ class LlamaCppScorer:
             raise InvalidInputError(f"n_ctx must be >= 8 and n_batch >= 1, got n_ctx={n_ctx}, n_batch={n_batch}")
         threads = n_threads or default_threads()
         if llama is None:
-            local = resolve_local_model(model_path, weights)
-            llama = self._lib.Llama(
-                model_path=str(local.path),
+            llama, local = load_llama(
+                model_path,
+                weights=weights,
                 n_ctx=n_ctx,
+                n_threads=threads,
+                feature="token pruning",
+                extra="compress",
                 n_batch=min(n_ctx, n_batch),
                 n_ubatch=min(n_ctx, n_batch),
-                n_threads=threads,
-                n_threads_batch=threads,
                 flash_attn=flash_attn,
-                verbose=False,
             )
             self._name = f"llamacpp:{local.label}"
         else:

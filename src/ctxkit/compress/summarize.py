@@ -37,11 +37,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ctxkit._optional import require
 from ctxkit.assembly import group_turns
 from ctxkit.compress.trim import is_mandatory_turn
 from ctxkit.errors import BackendError, InvalidInputError
-from ctxkit.gguf import WeightType, default_threads, resolve_local_model
+from ctxkit.gguf import WeightType, load_llama
 from ctxkit.messages import Message
 from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter, get_tokenizer
 
@@ -185,11 +184,13 @@ class LlamaCppSummarizer(BaseSummarizer):
         max_chars_per_message: int = 1200,
     ) -> None:
         if llama is None:
-            llama_cpp = require("llama_cpp", feature="LLM summarization", extra="compress", package="llama-cpp-python")
-            local = resolve_local_model(model_path, weights)
-            threads = n_threads or default_threads()
-            llama = llama_cpp.Llama(
-                model_path=str(local.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+            llama, _ = load_llama(
+                model_path,
+                weights=weights,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                feature="LLM summarization",
+                extra="compress",
             )
         self.llama = llama
         self.n_ctx = int(llama.n_ctx())

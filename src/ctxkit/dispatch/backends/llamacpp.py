@@ -24,7 +24,7 @@ from ctxkit.dispatch.backends.base import BaseBackend, Request
 from ctxkit.dispatch.errors import ContextOverflowError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
 from ctxkit.errors import InvalidInputError
-from ctxkit.gguf import WeightType, default_threads, resolve_local_model
+from ctxkit.gguf import WeightType, load_llama
 from ctxkit.messages import ToolCall
 from ctxkit.toolcalls import parse_tool_calls, required_tool_names, tool_call_grammar
 from ctxkit.usage import Usage
@@ -71,12 +71,14 @@ class LlamaCppBackend(BaseBackend):
         other file as given; see :func:`ctxkit.gguf.resolve_local_model`. ``n_threads``
         defaults to the cores this process may use (at most 8).
         """
-        llama_cpp = require("llama_cpp", feature="the llama.cpp backend", extra="local", package="llama-cpp-python")
-        local = resolve_local_model(path, weights)
-        threads = n_threads or default_threads()
-        llama_kwargs.setdefault("n_threads_batch", threads)
-        llama = llama_cpp.Llama(
-            model_path=str(local.path), n_ctx=n_ctx, n_threads=threads, verbose=False, **llama_kwargs
+        llama, local = load_llama(
+            path,
+            weights=weights,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            feature="the llama.cpp backend",
+            extra="local",
+            **llama_kwargs,
         )
         return cls(llama, model=model or _model_name(local.source))
 

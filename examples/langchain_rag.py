@@ -55,8 +55,8 @@ def make_chain(retriever: Any, *, use_ctxkit: bool) -> Any:
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnablePassthrough
 
+    from ctxkit.gguf import extra_bufts_guard, resolve_local_model
     from ctxkit.integrations.langchain import ChatCtxkit, CtxkitPrompt
-    from ctxkit.tokenizers._gguf import default_gguf_path
 
     if not use_ctxkit:  # the pipeline as it was
         from langchain_community.chat_models import ChatLlamaCpp
@@ -64,15 +64,20 @@ def make_chain(retriever: Any, *, use_ctxkit: bool) -> Any:
         prompt = ChatPromptTemplate.from_messages(
             [("system", SYSTEM), ("human", "Context:\n{context}\n\nQuestion: {question}")]
         )
-        llm = ChatLlamaCpp(
-            model_path=str(default_gguf_path()),
-            n_ctx=4096,
-            n_batch=512,
-            max_tokens=MAX_TOKENS,
-            temperature=0,
-            streaming=False,
-            verbose=False,
-        )
+        # The same weights ctxkit runs (the default model in 16 bits). The guard applies ctxkit's
+        # decision on llama.cpp's extra buffer types to models other libraries build, so a
+        # quantized model does not crash on AMX CPUs.
+        path = str(resolve_local_model(None).path)
+        with extra_bufts_guard(path):
+            llm = ChatLlamaCpp(
+                model_path=path,
+                n_ctx=4096,
+                n_batch=512,
+                max_tokens=MAX_TOKENS,
+                temperature=0,
+                streaming=False,
+                verbose=False,
+            )
     else:  # the same pipeline with ctxkit: these two statements changed
         prompt = CtxkitPrompt(model=LOCAL_MODEL, budget=BUDGET, system=SYSTEM, context_separator="\n\n")
         llm = ChatCtxkit(model="llamacpp:default", max_tokens=MAX_TOKENS)

@@ -52,21 +52,24 @@ def chatml(messages: Sequence[Any]) -> str:
 def make_engine(index: Any, *, use_ctxkit: bool) -> Any:
     from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
+    from ctxkit.gguf import extra_bufts_guard, resolve_local_model
     from ctxkit.integrations.llamaindex import CtxkitLLM, CtxkitNodePostprocessor
-    from ctxkit.tokenizers._gguf import default_gguf_path
 
     if not use_ctxkit:  # the pipeline as it was
         from llama_index.llms.llama_cpp import LlamaCPP
 
-        llm = LlamaCPP(
-            model_path=str(default_gguf_path()),
-            temperature=0.0,
-            max_new_tokens=MAX_TOKENS,
-            context_window=4096,
-            messages_to_prompt=chatml,
-            completion_to_prompt=lambda p: chatml([ChatMessage(role=MessageRole.USER, content=p)]),
-            verbose=False,
-        )
+        # The same weights ctxkit runs; the guard keeps a quantized model from crashing on AMX CPUs.
+        path = str(resolve_local_model(None).path)
+        with extra_bufts_guard(path):
+            llm = LlamaCPP(
+                model_path=path,
+                temperature=0.0,
+                max_new_tokens=MAX_TOKENS,
+                context_window=4096,
+                messages_to_prompt=chatml,
+                completion_to_prompt=lambda p: chatml([ChatMessage(role=MessageRole.USER, content=p)]),
+                verbose=False,
+            )
         engine = index.as_query_engine(llm=llm, similarity_top_k=6)
     else:  # the same pipeline with ctxkit: these two statements changed
         llm = CtxkitLLM(model="llamacpp:default", max_tokens=MAX_TOKENS, context_window=4096)

@@ -6,7 +6,7 @@ import itertools
 import json
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from ctxkit import (
@@ -84,7 +84,6 @@ chunks_st = st.lists(
 )
 
 
-@settings(max_examples=int(__import__("os").environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "1000")))
 @given(
     system=short_texts,
     tools=st.sampled_from([(), (WEATHER,)]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from ctxkit import Assembler, Budget, Chunk, Message
 from ctxkit.tokenizers import OpenAIChatCounter, get_tokenizer
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 
 # text that stresses the pre-tokenizer at block edges: newlines, spaces, "<" and ">", slashes, digits
 _edge = st.sampled_from(["\n", "\n\n", " ", "  \n", "<", ">", "</", "/", "\r\n", "\t", "9", "'s", "<document"])

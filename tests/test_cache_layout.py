@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from ctxkit.cache import (
     stable_prefix_fingerprint,
 )
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 
 TOOLS = [
     ToolSpec(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from ctxkit import Assembler, Message, ToolSpec, get_chat_counter
 from ctxkit.cache import Stability, lint, scan_text, segments
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 
 
 def _essays() -> dict[str, str]:

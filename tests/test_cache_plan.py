@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +24,7 @@ from ctxkit.cache import (
     segments,
 )
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 SONNET = rules_for("claude-sonnet-4-5")
 SONNET_PRICES = prices_for("claude-sonnet-4-5")
 TOOL = ToolSpec(name="lookup", description="Look a word up.", parameters={"properties": {}, "type": "object"})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +9,7 @@ from hypothesis import strategies as st
 from ctxkit import Assembler, Chunk, InvalidInputError, Message, ToolSpec
 from ctxkit.cache import CachePrices, compare, prefix_info, rules_for, segments, simulate
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 WORDS += ("india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 TOOLS = [ToolSpec(name="lookup", description="Look a word up.", parameters={"type": "object", "properties": {}})]

@@ -14,7 +14,7 @@ import pytest
 
 from ctxkit.compress import LlamaCppScorer, TokenPruner
 from ctxkit.errors import InvalidInputError, ResourceError
-from ctxkit.gguf import convert_gguf, prefill_weight_type
+from ctxkit.gguf import convert_gguf, load_llama, prefill_weight_type
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -27,15 +27,17 @@ QUESTION = "Question: When was the museum founded?\nRelevant text:\n"
 
 def reference_self_info(model_path: str, prefix: list[int], ids: list[int], *, n_batch: int) -> np.ndarray:
     """-log p(token | prefix, earlier tokens) from llama-cpp-python's logits_all buffer, in float64."""
-    llm = llama_cpp.Llama(
-        model_path=model_path,
+    llm, _ = load_llama(
+        model_path,
+        weights="as-is",
         n_ctx=2048,
         n_batch=n_batch,
         n_ubatch=n_batch,
         logits_all=True,
         flash_attn=True,
         n_threads=2,
-        verbose=False,
+        feature="the reference",
+        extra="local",
     )
     try:
         seq = prefix + ids
@@ -142,7 +144,7 @@ def test_convert_gguf_is_cached_and_atomic(tmp_path: Path) -> None:
     assert convert_gguf(default_gguf_path(), "f16", out=out) == out
     assert out.stat().st_mtime_ns == stamp  # not converted again
     assert not list(tmp_path.glob(".convert-*"))  # no temporary left behind
-    llm = llama_cpp.Llama(model_path=str(out), vocab_only=True, verbose=False)
+    llm, _ = load_llama(out, weights="as-is", vocab_only=True, feature="the reference", extra="local")
     try:
         assert llm.tokenize(b"hello world", add_bos=False) == LlamaCppScorer.from_llama(llm).tokenize("hello world")
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +22,7 @@ from ctxkit.compress import (
 )
 from ctxkit.messages import Message, ToolCall, canonical_json
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 
 BOOKING = [
     Message.user("I want to book a flight from Boston to Lisbon on March 3 for 2 people."),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +20,7 @@ from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message, ToolCall
 from ctxkit.tokenizers import get_chat_counter, get_tokenizer
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 COUNTER = get_chat_counter("gpt-4o")
 TOK = get_tokenizer("gpt-4o")
 

@@ -4,7 +4,6 @@ threshold calibration on the real RouteLLM weak/strong labels, session stickines
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +30,27 @@ from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.errors import InvalidInputError
 from ctxkit.usage import Usage
 
-ROUTING = (
-    Path("/work/shared/data/routing")
-    if Path("/work/shared/data/routing").is_dir()
-    else Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
-)
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+# The workplace's shared data sit beside the checkout: <project root>/../shared
+ROUTING = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing"
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
+
+
+def _labels() -> Path:
+    """The routing label folder; the calibration tests need it, so its absence fails them with the reason."""
+    if not (ROUTING / "mmlu").is_dir():
+        pytest.fail(f"routing labels missing: expected {ROUTING}/mmlu (the shared data beside the checkout)")
+    return ROUTING
 
 
 def _mmlu(subjects: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     texts, weak, strong = [], [], []
     for s in subjects:
-        with open(ROUTING / "mmlu" / f"mmlu_{s}.csv", newline="") as f:
+        with open(_labels() / "mmlu" / f"mmlu_{s}.csv", newline="") as f:
             for row in csv.DictReader(f):
                 texts.append(row["prompt"])
                 weak.append(row["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "True")
                 strong.append(row["gpt-4-1106-preview"] == "True")
     return texts, np.array(weak), np.array(strong)
-
-
-needs_labels = pytest.mark.skipif(not (ROUTING / "mmlu").is_dir(), reason="routing labels not present")
 
 
 # ---------------------------------------------------------------- rules
@@ -109,7 +109,6 @@ def test_calibrate_needs_one_target_and_apgr_of_random_is_half() -> None:
     assert apgr(curve, weak.mean(), strong.mean()) == pytest.approx(0.5, abs=0.03)
 
 
-@needs_labels
 def test_calibration_on_real_labels_hits_its_target_on_held_out_prompts() -> None:
     # oracle-free score: per-subject weak accuracy measured on the calibration half
     texts, weak, strong = _mmlu(["high_school_mathematics", "marketing", "college_physics", "sociology"])
@@ -173,10 +172,9 @@ def test_semantic_router_routes_and_abstains(embedder) -> None:  # type: ignore[
         SemanticRouter({"a": []}, default="x", embedder=embedder)
 
 
-@needs_labels
 @pytest.mark.model
 def test_knn_quality_router_mechanics_on_real_labels(embedder) -> None:  # type: ignore[no-untyped-def]
-    subjects = sorted(p.name[5:-4] for p in (ROUTING / "mmlu").glob("mmlu_*.csv"))
+    subjects = sorted(p.name[5:-4] for p in (_labels() / "mmlu").glob("mmlu_*.csv"))
     texts, weak, strong = _mmlu(subjects)
     rng = np.random.default_rng(3)
     pick = rng.choice(len(texts), 240, replace=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +23,7 @@ from ctxkit.integrations.llamaindex import (
 )
 from ctxkit.messages import Chunk, Message, ToolCall, canonical_json
 
-EXAMPLES = settings(max_examples=int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+EXAMPLES = settings(deadline=None)  # example count: the conftest profile
 MODEL = "smollm2-135m-instruct"
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)

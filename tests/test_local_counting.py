@@ -15,9 +15,10 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[Any]:
+    from ctxkit.gguf import load_llama
     from ctxkit.tokenizers._gguf import default_gguf_path
 
-    model = llama_cpp.Llama(model_path=str(default_gguf_path()), n_ctx=4096, verbose=False)
+    model, _ = load_llama(default_gguf_path(), weights="as-is", n_ctx=4096, feature="the reference", extra="local")
     yield model
     model.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -19,7 +18,7 @@ from ctxkit.models import known_models
 from ctxkit.pricing import ModelPrice, PriceBook, cost, cost_breakdown, get_price, load_prices, register_price
 from ctxkit.usage import Usage
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from ctxkit import get_tokenizer
 from ctxkit.errors import InvalidInputError
 from ctxkit.retrieval import Chunker, Document, chunk_text
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 TOK = get_tokenizer("tiktoken:cl100k_base")
 
 

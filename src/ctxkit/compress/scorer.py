@@ -87,6 +87,7 @@ class LlamaCppScorer:
         n_batch: int = 512,
         n_threads: int | None = None,
         weights: WeightType | Literal["auto", "as-is"] = "auto",
+        extra_bufts: bool | None = None,
         flash_attn: bool = True,
         cache_size: int = 256,
         llama: Any = None,
@@ -101,6 +102,7 @@ class LlamaCppScorer:
             llama, local = load_llama(
                 model_path,
                 weights=weights,
+                extra_bufts=extra_bufts,
                 n_ctx=n_ctx,
                 n_threads=threads,
                 feature="token pruning",

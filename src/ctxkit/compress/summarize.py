@@ -181,12 +181,14 @@ class LlamaCppSummarizer(BaseSummarizer):
         n_ctx: int = 4096,
         n_threads: int | None = None,
         weights: WeightType | Literal["auto", "as-is"] = "auto",
+        extra_bufts: bool | None = None,
         max_chars_per_message: int = 1200,
     ) -> None:
         if llama is None:
             llama, _ = load_llama(
                 model_path,
                 weights=weights,
+                extra_bufts=extra_bufts,
                 n_ctx=n_ctx,
                 n_threads=n_threads,
                 feature="LLM summarization",

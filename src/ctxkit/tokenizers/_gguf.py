@@ -12,7 +12,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ctxkit._optional import require
 from ctxkit.errors import ResourceError
 from ctxkit.tokenizers.base import BaseTokenizer
 
@@ -49,11 +48,12 @@ class GGUFTokenizer(BaseTokenizer):
 
     @classmethod
     def from_path(cls, path: str | PathLike[str] | None = None) -> GGUFTokenizer:
-        llama_cpp = require("llama_cpp", feature="GGUF tokenization", extra="local", package="llama-cpp-python")
+        from ctxkit.gguf import load_llama
+
         p = Path(path) if path is not None else default_gguf_path()
         if not p.is_file():
             raise ResourceError(f"no GGUF file at {str(p)!r}")
-        llama = llama_cpp.Llama(model_path=str(p), vocab_only=True, verbose=False)
+        llama, _ = load_llama(p, weights="as-is", vocab_only=True, feature="GGUF tokenization", extra="local")
         # Free the model before interpreter teardown unloads llama.cpp's bindings.
         atexit.register(llama.close)
         return cls(llama, name=f"gguf:{p.name}")

@@ -24,7 +24,7 @@ from ctxkit.dispatch.backends.base import BaseBackend, Request
 from ctxkit.dispatch.errors import ContextOverflowError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
 from ctxkit.errors import InvalidInputError
-from ctxkit.gguf import WeightType, load_llama
+from ctxkit.gguf import LocalModel, WeightType, load_llama
 from ctxkit.messages import ToolCall
 from ctxkit.toolcalls import parse_tool_calls, required_tool_names, tool_call_grammar
 from ctxkit.usage import Usage
@@ -52,6 +52,7 @@ class LlamaCppBackend(BaseBackend):
         self._formatter = _template_formatter(llama)
         self._lock = threading.Lock()
         self._n_vocab = int(llama.n_vocab())
+        self.loaded: LocalModel | None = None  # what from_path loaded and under which settings
 
     @classmethod
     def from_path(
@@ -62,6 +63,7 @@ class LlamaCppBackend(BaseBackend):
         n_threads: int | None = None,
         model: str | None = None,
         weights: WeightType | Literal["auto", "as-is"] = "auto",
+        extra_bufts: bool | None = None,
         **llama_kwargs: Any,
     ) -> LlamaCppBackend:
         """Load a GGUF file (``None``: the default SmolLM2-135M-Instruct).
@@ -69,18 +71,23 @@ class LlamaCppBackend(BaseBackend):
         ``weights="auto"`` runs the default model converted once from its shipped Q4_1 to
         16 bits (faster prompt processing and generation on CPU, same weights) and any
         other file as given; see :func:`ctxkit.gguf.resolve_local_model`. ``n_threads``
-        defaults to the cores this process may use (at most 8).
+        defaults to the cores this process may use (at most 8). ``extra_bufts`` forces
+        llama.cpp's AMX/repacking buffers on or off (default: decided safely per machine, see
+        :func:`ctxkit.gguf.extra_bufts_decision`); ``backend.loaded`` says what ran and why.
         """
         llama, local = load_llama(
             path,
             weights=weights,
             n_ctx=n_ctx,
             n_threads=n_threads,
+            extra_bufts=extra_bufts,
             feature="the llama.cpp backend",
             extra="local",
             **llama_kwargs,
         )
-        return cls(llama, model=model or _model_name(local.source))
+        backend = cls(llama, model=model or _model_name(local.source))
+        backend.loaded = local
+        return backend
 
     @classmethod
     def from_llama(cls, llama: Any, *, model: str | None = None) -> LlamaCppBackend:

@@ -35,7 +35,7 @@ from ctxkit.messages import Chunk, Message, ToolSpec
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
 
-__all__ = ["Assembler", "ChunkOrder", "assemble", "group_turns"]
+__all__ = ["Assembler", "ChunkOrder", "assemble", "document_block", "group_turns"]
 
 ChunkOrder = Literal["score", "source", "edges"]
 
@@ -71,6 +71,19 @@ class _State:
         self.audit.append(
             AuditRecord(section=item.section, item=item.label, action="dropped", tokens=item.cost, reason=reason)
         )
+
+
+def document_block(chunk: Chunk, index: int = 0) -> str:
+    """The ``<document>`` block a retrieved chunk becomes in the final user message (``index``: its position,
+    used for the id only when the chunk has neither ``id`` nor ``doc_id``)."""
+    if chunk.id:
+        ident = chunk.id
+    elif chunk.doc_id:
+        ident = f"{chunk.doc_id}#{chunk.position}"
+    else:
+        ident = f"chunk-{index}"
+    title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
+    return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
 
 
 def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
@@ -164,14 +177,7 @@ class Assembler:
         ]
 
     def _block(self, chunk: Chunk, index: int) -> str:
-        if chunk.id:
-            ident = chunk.id
-        elif chunk.doc_id:
-            ident = f"{chunk.doc_id}#{chunk.position}"
-        else:
-            ident = f"chunk-{index}"
-        title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
-        return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
+        return document_block(chunk, index)
 
     # ------------------------------------------------------------------ assemble
     def assemble(
@@ -333,7 +339,25 @@ class Assembler:
             if not kept:
                 return 0
             return used
-        raise AssertionError(s)
+        return self._fill_whole(s, cands, allot, st)
+
+    def _fill_whole(self, s: str, cands: list[_Item], allot: int, st: _State) -> int:
+        """A section kept whole or not at all: a non-required ``system`` or ``tools`` is dropped when it does not fit.
+
+        The query is the request itself and is never dropped; :class:`~ctxkit.budget.Budget`
+        refuses a non-required query, so this is reached for it only through a budget built
+        without validation (``model_construct``), and then it must fit like a required one.
+        """
+        used = 0
+        for it in cands:
+            if used + it.cost <= allot:
+                st.kept[s].append(it)
+                used += it.cost
+            elif s == "query":
+                raise SectionOverBudgetError("query", it.cost, max(allot - used, 0))
+            else:
+                st.drop(it, f"{s} is not required and needs {it.cost} tokens; the allotment is {allot - used}")
+        return used
 
     def _truncate_message_item(self, it: _Item, allot: int, st: _State) -> int:
         msg = it.messages[0]
@@ -363,7 +387,8 @@ class Assembler:
         if not rest or room < _MIN_TRUNCATED_TOKENS + 8:
             return 0
         _, best = max(rest, key=lambda p: p[1].value)
-        assert best.chunk is not None
+        if best.chunk is None:  # every retrieved item carries its chunk
+            return 0
         tok = self.counter.tokenizer
         wrapper = tok.count(self._block(best.chunk.model_copy(update={"text": ""}), 0))
         if room - wrapper - 2 < _MIN_TRUNCATED_TOKENS:
@@ -400,8 +425,8 @@ class Assembler:
         if self.chunk_order == "source":
             first_seen: dict[str, int] = {}
             for n, i in enumerate(its):
-                assert i.chunk is not None
-                first_seen.setdefault(i.chunk.doc_id, n)
+                if i.chunk is not None:
+                    first_seen.setdefault(i.chunk.doc_id, n)
             return sorted(its, key=lambda i: (first_seen[i.chunk.doc_id], i.chunk.position) if i.chunk else (0, 0))
         by_score = sorted(its, key=lambda i: -i.value)
         if self.chunk_order == "score":
@@ -476,7 +501,7 @@ class Assembler:
         limit = budget.input_limit
         while True:
             msgs, section_of = self._render(st, query_msg, header_cost)
-            total = self.counter.count_messages(msgs, tools)
+            total = self.counter.count_messages(msgs, tools if st.kept["tools"] else [])
             if total <= limit:
                 break
             if not self._shed_one(st, total - limit):
@@ -508,7 +533,7 @@ class Assembler:
             model=self.model,
             messages=tuple(msgs),
             section_of=tuple(section_of),
-            tools=tuple(tools),
+            tools=tuple(tools) if st.kept["tools"] else (),
             sections=reports,
             audit=tuple(st.audit),
             total_tokens=total,

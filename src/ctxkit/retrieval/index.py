@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkab
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.messages import canonical_json
@@ -249,6 +250,7 @@ class BaseVectorIndex(ABC):
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete rows by id; returns how many existed. Unknown ids are ignored."""
+        reject_bare_string(ids, "delete(ids)", "delete([id])")
         with self._lock:
             rows = [self._row[i] for i in dict.fromkeys(ids) if i in self._row]
             self._delete_rows(rows)
@@ -413,6 +415,7 @@ class BaseVectorIndex(ABC):
 
     def get_vectors(self, ids: Sequence[str]) -> FloatArray:
         """Stored vectors of ``ids`` (shape ``(len(ids), dim)``); an unknown id raises."""
+        reject_bare_string(ids, "get_vectors(ids)", "get_vectors([id])")
         with self._lock:
             try:
                 rows = [self._row[i] for i in ids]
@@ -461,11 +464,13 @@ class BaseVectorIndex(ABC):
 
     def to_bytes(self) -> bytes:
         """The whole file :meth:`save` writes, as bytes (:meth:`from_bytes` reads it back)."""
-        parts = [data for _, data in self._file_parts()]
+        parts = self._file_parts()
         digest = hashlib.sha256()
-        for data in parts:
+        for name, data in parts:
             digest.update(data)
-        return b"".join([*parts, _TRAILER, digest.hexdigest().encode(), b"\n"])
+            if _save_hook is not None and name != "magic":
+                _save_hook(name)
+        return b"".join([*(data for _, data in parts), _TRAILER, digest.hexdigest().encode(), b"\n"])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index to one file, atomically, with a SHA-256 trailer (see the module docstring)."""

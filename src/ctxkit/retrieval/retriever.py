@@ -63,6 +63,7 @@ from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
+from ctxkit.tokenizers.chat import base_tokens_for
 
 __all__ = ["Retriever", "SearchMode"]
 
@@ -461,7 +462,7 @@ class Retriever:
             others.append(Message.system(system))
         if memory:
             others.append(Message.system(f"{asm.memory_header}\n{memory}"))
-        used = counter.base_tokens + sum(counter.message_tokens(m) for m in others)
+        used = base_tokens_for(counter, "system" if system else None) + sum(counter.message_tokens(m) for m in others)
         header = asm.counter.tokenizer.count(asm.context_header + "\n\n") + 1
         room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
         chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode) if room > 0 else []

@@ -188,7 +188,7 @@ class TemplateChatCounter:
             return self._base
         cached = self._base_by_role.get(first_role)
         if cached is None:
-            first = Message(role=first_role, content="x")  # type: ignore[arg-type]
+            first = Message(role=first_role, content="x")
             cached = self._count_raw([first]) - self.message_tokens(first)
             self._base_by_role[first_role] = cached
         return cached

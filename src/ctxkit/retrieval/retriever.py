@@ -8,13 +8,21 @@ One request through :meth:`Retriever.retrieve`:
 2. **near-duplicates** — candidates whose embeddings have cosine >= ``dedupe_threshold``
    with a better candidate are dropped;
 3. **diversity** — the rest is ordered by maximal marginal relevance (MMR);
-4. **budget** — chunks are taken in that order while their tokens (text plus the
-   assembler's per-chunk wrapper) fit ``budget_tokens``; a chunk too big for what is left
-   is skipped and smaller later ones may still fit.
+4. **budget** — chunks are taken in that order while their cost (the ``<document>``
+   block the assembler renders for them, counted whole by the retriever's tokenizer; a
+   ``metadata["tokens"]`` supplied by the caller is never trusted) fits ``budget_tokens``;
+   a chunk too big for what is left is skipped and smaller later ones may still fit.
 
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
-or the RRF score when hybrid), the source span and ``metadata["tokens"]``, and go
-straight into :class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+or the RRF score when hybrid), the source span and ``metadata["tokens"]`` (the
+retriever tokenizer's count of the text), and go straight into
+:class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+
+**Threads.** One lock guards the chunk store, the document map, the vector index and
+BM25 together: writes (:meth:`Retriever.add_documents`, :meth:`Retriever.add_chunks`,
+:meth:`Retriever.delete_documents`) change them in one step, and a search reads the
+index and the chunks it names in one step, so a concurrent reader sees the retriever
+before or after a write, never in between. Embedding happens outside the lock.
 
 **Persistence.** :meth:`Retriever.save` writes the whole retriever to one file and
 :meth:`Retriever.load` rebuilds it in another process, with nothing re-embedded. The file

@@ -516,28 +516,28 @@ class Retriever:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the whole retriever to one file, atomically; :meth:`load` rebuilds it.
 
-                Stored (layout in the module docstring): a format version, the embedder's ``name``
-                and ``dim`` (the embedder itself is code and is passed again to :meth:`load`), the
-                vector index through its own :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every
-                chunk with all its fields, the document -> chunk ids map, the chunker settings and
-                its tokenizer spec, the retriever's tokenizer spec, the hybrid flag and BM25
-                parameters, and the ranking settings (``rrf_k``, ``lexical_weight``,
-                ``mmr_lambda``, ``dedupe_threshold``, ``candidates``). Nothing is re-embedded on load.
+        Stored (layout in the module docstring): a format version, the embedder's ``name``
+        and ``dim`` (the embedder itself is code and is passed again to :meth:`load`), the
+        vector index through its own :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every
+        chunk with all its fields, the document -> chunk ids map, the chunker settings and
+        its tokenizer spec, the retriever's tokenizer spec, the hybrid flag and BM25
+        parameters, and the ranking settings (``rrf_k``, ``lexical_weight``,
+        ``mmr_lambda``, ``dedupe_threshold``, ``candidates``). Nothing is re-embedded on load.
 
-                One file rather than a folder, because only a single file can be swapped in
-                atomically: the store is written to a temporary sibling file, flushed, fsynced and
-                renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
-                store (or none) and never a half-written one that loads. A folder cannot be renamed
-                over an existing one in one step. The file is a zip archive, so each member carries
-                a CRC-32 that :meth:`load` checks (the index member also carries its own SHA-256),
-                and any zip tool can list or extract it. The price: the serialized index is held in
-                memory while saving and loading.
+        One file rather than a folder, because only a single file can be swapped in
+        atomically: the store is written to a temporary sibling file, flushed, fsynced and
+        renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
+        store (or none) and never a half-written one that loads. A folder cannot be renamed
+        over an existing one in one step. The file is a zip archive, so each member carries
+        a CRC-32 that :meth:`load` checks (the index member also carries its own SHA-256),
+        and any zip tool can list or extract it. The price: the serialized index is held in
+        memory while saving and loading.
 
-                Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
-                another process: an index with no file format of its own (a
-                :class:`~ctxkit.retrieval.QdrantIndex` persists inside Qdrant), a
-                :class:`~ctxkit.retrieval.Chunker` subclass, or a tokenizer built by hand rather
-                than from a spec. Adds and deletes from other threads may run during a save: it stores
+        Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
+        another process: an index with no file format of its own (a
+        :class:`~ctxkit.retrieval.QdrantIndex` persists inside Qdrant), a
+        :class:`~ctxkit.retrieval.Chunker` subclass, or a tokenizer built by hand rather
+        than from a spec. Adds and deletes from other threads may run during a save: it stores
         the retriever as it was at one instant. The only temporary is the sibling file
         ``.<name>.tmp-<pid>-<thread>``; one left by a killed save is removed by the next save or
         load of the same path. Returns the path.

@@ -165,3 +165,15 @@ def test_the_exact_packing_limit_is_the_callers_to_set() -> None:
     assert p.total_tokens <= 120
     with pytest.raises(InvalidInputError, match="positive int"):
         Assembler("gpt-4o", exact_packing_max_cells=0)
+
+
+def test_chat_counters_refuse_a_bare_string_for_messages() -> None:
+    from ctxkit import get_chat_counter
+
+    for model in ("gpt-4o", "claude-sonnet-4-5"):
+        counter = get_chat_counter(model)
+        with pytest.raises(InvalidInputError, match=r"count_messages\(messages\) takes a collection"):
+            counter.count_messages("hello")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=r"messages\[0\] is a dict"):
+            counter.count_messages([{"role": "user", "content": "hi"}])  # type: ignore[list-item]
+        assert counter.count_messages([Message.user("hi")]) > 0

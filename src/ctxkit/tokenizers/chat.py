@@ -28,6 +28,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ctxkit._inputs import reject_bare_string
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
 from ctxkit.tokenizers.base import Tokenizer
 
@@ -112,6 +114,7 @@ class OpenAIChatCounter:
         return total + self._func_end
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self.base_tokens + sum(self.message_tokens(m) for m in messages) + self.tools_tokens(tools)
 
 
@@ -147,6 +150,7 @@ class EstimateChatCounter:
         return 350 + sum(self.tokenizer.count(canonical_json(t.to_anthropic())) for t in tools)
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self.base_tokens + sum(self.message_tokens(m) for m in messages) + self.tools_tokens(tools)
 
 
@@ -206,6 +210,7 @@ class TemplateChatCounter:
         return self._count_raw([self._probe], tools) - self._count_raw([self._probe])
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self._count_raw(list(messages), tools)
 
 
@@ -241,6 +246,16 @@ class _InlineToolsFormatter:
         from ctxkit.toolcalls import inline_tools
 
         return self.inner(messages=inline_tools(messages, tools))
+
+
+def _check_messages(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> None:
+    reject_bare_string(messages, "count_messages(messages)", "count_messages([Message.user(...)])")
+    reject_bare_string(tools, "count_messages(tools=...)", "tools=[ToolSpec(...)]")
+    for n, m in enumerate(messages):
+        if not isinstance(m, Message):
+            raise InvalidInputError(
+                f"messages[{n}] is a {type(m).__name__}, not a ctxkit Message; build it with Message(...)"
+            )
 
 
 def base_tokens_for(counter: ChatCounter, first_role: str | None) -> int:

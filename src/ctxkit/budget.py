@@ -5,7 +5,9 @@ Sections, in the order they are rendered (stable first, volatile last):
 Each section has a priority (higher is served first), an optional floor
 (``min_tokens``, reserved before lower-priority sections are served), and an
 optional cap (``max_tokens`` and/or ``share`` of the input limit). A ``required``
-section must fit whole, or assembly raises :class:`SectionOverBudgetError`.
+section must fit whole, or assembly raises :class:`SectionOverBudgetError`; a
+non-required ``system`` or ``tools`` section is kept whole or dropped (with an audit
+record). ``query`` is always required: a budget that says otherwise is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class SectionBudget(BaseModel):
         if self.share is not None:
             cap = min(cap, int(self.share * input_limit))
         return cap
+
+
+_QUERY_REQUIRED = (
+    "the 'query' section must be required: the query is the request itself and is never dropped or "
+    "truncated. Pass SectionBudget(..., required=True) for 'query' (or leave 'query' out to keep the default); "
+    "'system' and 'tools' may be required=False, and are then dropped (with an audit record) when they do not fit"
+)
 
 
 def _default_sections() -> dict[str, SectionBudget]:
@@ -90,6 +99,8 @@ class Budget(BaseModel):
             defaults = _default_sections()
             merged = {**{k: defaults[k] for k in missing}, **self.sections}
             object.__setattr__(self, "sections", {k: merged[k] for k in SECTION_NAMES})
+        if not self.sections["query"].required:
+            raise ValueError(_QUERY_REQUIRED)
         floors = sum(s.min_tokens for s in self.sections.values())
         if floors > self.input_limit:
             raise ValueError(f"section floors add up to {floors} tokens, over the input limit {self.input_limit}")
@@ -121,6 +132,8 @@ class Budget(BaseModel):
             merged[name] = (
                 spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
             )
+        if not merged["query"].required:
+            raise InvalidInputError(_QUERY_REQUIRED)
         return cls(
             context_window=info.context_window,
             output_reserve=reserve,

@@ -27,15 +27,16 @@ from typing import Literal
 
 import numpy as np
 
-from ctxkit.assembly.packing import pack
+from ctxkit._inputs import reject_bare_string
+from ctxkit.assembly.packing import EXACT_MAX_CELLS, pack
 from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
 from ctxkit.budget import SECTION_NAMES, Budget
 from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Chunk, Message, ToolSpec
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
-from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
+from ctxkit.tokenizers.chat import ChatCounter, base_tokens_for, get_chat_counter
 
-__all__ = ["Assembler", "ChunkOrder", "assemble", "group_turns"]
+__all__ = ["Assembler", "ChunkOrder", "assemble", "document_block", "group_turns"]
 
 ChunkOrder = Literal["score", "source", "edges"]
 
@@ -73,6 +74,19 @@ class _State:
         )
 
 
+def document_block(chunk: Chunk, index: int = 0) -> str:
+    """The ``<document>`` block a retrieved chunk becomes in the final user message (``index``: its position,
+    used for the id only when the chunk has neither ``id`` nor ``doc_id``)."""
+    if chunk.id:
+        ident = chunk.id
+    elif chunk.doc_id:
+        ident = f"{chunk.doc_id}#{chunk.position}"
+    else:
+        ident = f"chunk-{index}"
+    title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
+    return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
+
+
 def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
     """Split a history into turns (a user or system message and what follows it).
 
@@ -80,6 +94,7 @@ def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
     assistant message right before it, and every call must be answered, so that no
     turn boundary can split a call from its result.
     """
+    reject_bare_string(messages, "group_turns(messages)", "group_turns([Message.user(...)])")
     turns: list[list[Message]] = []
     open_calls: set[str] = set()
     for i, m in enumerate(messages):
@@ -122,7 +137,10 @@ class Assembler:
 
     ``chunk_order`` lays retrieved chunks out by ``score`` (best first), by
     ``source`` (document, then position), or ``edges`` (best at both ends, weakest in
-    the middle, against lost-in-the-middle).
+    the middle, against lost-in-the-middle). ``exact_packing`` True forces the exact
+    knapsack for retrieved chunks (False: greedy only; None: exact where cheap); a forced
+    exact table over ``exact_packing_max_cells`` cells (one byte each) raises
+    :class:`~ctxkit.errors.InvalidInputError` rather than taking the memory.
     """
 
     def __init__(
@@ -135,6 +153,7 @@ class Assembler:
         context_header: str = "Use the following context to answer.",
         memory_header: str = "Summary of the earlier conversation:",
         exact_packing: bool | None = None,
+        exact_packing_max_cells: int = EXACT_MAX_CELLS,
         truncate_memory: bool = True,
         truncate_chunks: bool = False,
     ) -> None:
@@ -146,7 +165,10 @@ class Assembler:
         self.chunk_order: ChunkOrder = chunk_order
         self.context_header = context_header
         self.memory_header = memory_header
+        if not isinstance(exact_packing_max_cells, int) or exact_packing_max_cells < 1:
+            raise InvalidInputError(f"exact_packing_max_cells must be a positive int, got {exact_packing_max_cells!r}")
         self.exact_packing = exact_packing
+        self.exact_packing_max_cells = exact_packing_max_cells
         self.truncate_memory = truncate_memory
         self.truncate_chunks = truncate_chunks
 
@@ -164,14 +186,7 @@ class Assembler:
         ]
 
     def _block(self, chunk: Chunk, index: int) -> str:
-        if chunk.id:
-            ident = chunk.id
-        elif chunk.doc_id:
-            ident = f"{chunk.doc_id}#{chunk.position}"
-        else:
-            ident = f"chunk-{index}"
-        title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
-        return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
+        return document_block(chunk, index)
 
     # ------------------------------------------------------------------ assemble
     def assemble(
@@ -191,6 +206,13 @@ class Assembler:
         limit = budget.input_limit
         if not isinstance(query, str):
             raise InvalidInputError("query must be a string (the user's latest message)")
+        reject_bare_string(tools, "assemble(tools=...)", "tools=[ToolSpec(...)]")
+        reject_bare_string(examples, "assemble(examples=...)", "examples=[Message.user(...), Message.assistant(...)]")
+        reject_bare_string(history, "assemble(history=...)", "history=[Message.user(...)]")
+        reject_bare_string(chunks, "assemble(chunks=...)", "chunks=[Chunk(text=..., score=...)]")
+        for n, t in enumerate(tools):
+            if not isinstance(t, ToolSpec):
+                raise InvalidInputError(f"tools[{n}] is a {type(t).__name__}; build tools with ToolSpec(...)")
         tok = self.counter.tokenizer
         st = _State()
         st.caps = {name: spec.cap(limit) for name, spec in budget.sections.items()}
@@ -218,8 +240,8 @@ class Assembler:
             st.offered_items[s] = len(its) + (st.offered_items[s] if s == "retrieved" else 0)
 
         # ---- plan: required sections and pinned turns first
-        room = limit - self.counter.base_tokens
         specs = budget.sections
+        room = limit - self._base_tokens(items, specs["system"].required)
         order = sorted(SECTION_NAMES, key=lambda s: -specs[s].priority)
         for s in order:
             mandatory = items[s] if specs[s].required else [i for i in items[s] if i.pinned]
@@ -244,6 +266,20 @@ class Assembler:
 
         # ---- lay out and verify
         return self._finish(st, list(tools), query_msg, budget, header_cost)
+
+    def _base_tokens(self, items: dict[str, list[_Item]], system_required: bool) -> int:
+        """The counter's fixed overhead for whichever message may come first in the rendered prompt.
+
+        A chat template may add a default system prompt when the list does not start with a
+        system message (SmolLM2's does); a required system prompt always comes first, so that
+        default is not charged then. Otherwise the largest overhead of the roles that may lead.
+        """
+        if system_required and items["system"]:
+            return base_tokens_for(self.counter, "system")
+        roles = {"user"}  # the final user message (query) is always there
+        for s in ("system", "examples", "memory", "history"):
+            roles.update(it.messages[0].role for it in items[s] if it.messages)
+        return max(base_tokens_for(self.counter, r) for r in roles)
 
     def _chunk_items(self, chunks: Sequence[Chunk], st: _State) -> list[_Item]:
         seen: dict[str, str] = {}
@@ -320,7 +356,15 @@ class Assembler:
                     st.drop(it, f"no room for retrieved context (allotment {allot} tokens)")
                 return 0
             values = np.array([max(i.value, 0.0) for i in cands]) + 1e-9  # zero scores still fill free room
-            chosen = set(pack(values.tolist(), [i.cost for i in cands], capacity, exact=self.exact_packing))
+            chosen = set(
+                pack(
+                    values.tolist(),
+                    [i.cost for i in cands],
+                    capacity,
+                    exact=self.exact_packing,
+                    max_cells=self.exact_packing_max_cells,
+                )
+            )
             used = header_cost
             for idx, it in enumerate(cands):
                 if idx in chosen:
@@ -333,7 +377,25 @@ class Assembler:
             if not kept:
                 return 0
             return used
-        raise AssertionError(s)
+        return self._fill_whole(s, cands, allot, st)
+
+    def _fill_whole(self, s: str, cands: list[_Item], allot: int, st: _State) -> int:
+        """A section kept whole or not at all: a non-required ``system`` or ``tools`` is dropped when it does not fit.
+
+        The query is the request itself and is never dropped; :class:`~ctxkit.budget.Budget`
+        refuses a non-required query, so this is reached for it only through a budget built
+        without validation (``model_construct``), and then it must fit like a required one.
+        """
+        used = 0
+        for it in cands:
+            if used + it.cost <= allot:
+                st.kept[s].append(it)
+                used += it.cost
+            elif s == "query":
+                raise SectionOverBudgetError("query", it.cost, max(allot - used, 0))
+            else:
+                st.drop(it, f"{s} is not required and needs {it.cost} tokens; the allotment is {allot - used}")
+        return used
 
     def _truncate_message_item(self, it: _Item, allot: int, st: _State) -> int:
         msg = it.messages[0]
@@ -363,7 +425,8 @@ class Assembler:
         if not rest or room < _MIN_TRUNCATED_TOKENS + 8:
             return 0
         _, best = max(rest, key=lambda p: p[1].value)
-        assert best.chunk is not None
+        if best.chunk is None:  # every retrieved item carries its chunk
+            return 0
         tok = self.counter.tokenizer
         wrapper = tok.count(self._block(best.chunk.model_copy(update={"text": ""}), 0))
         if room - wrapper - 2 < _MIN_TRUNCATED_TOKENS:
@@ -400,8 +463,8 @@ class Assembler:
         if self.chunk_order == "source":
             first_seen: dict[str, int] = {}
             for n, i in enumerate(its):
-                assert i.chunk is not None
-                first_seen.setdefault(i.chunk.doc_id, n)
+                if i.chunk is not None:
+                    first_seen.setdefault(i.chunk.doc_id, n)
             return sorted(its, key=lambda i: (first_seen[i.chunk.doc_id], i.chunk.position) if i.chunk else (0, 0))
         by_score = sorted(its, key=lambda i: -i.value)
         if self.chunk_order == "score":
@@ -476,7 +539,7 @@ class Assembler:
         limit = budget.input_limit
         while True:
             msgs, section_of = self._render(st, query_msg, header_cost)
-            total = self.counter.count_messages(msgs, tools)
+            total = self.counter.count_messages(msgs, tools if st.kept["tools"] else [])
             if total <= limit:
                 break
             if not self._shed_one(st, total - limit):
@@ -508,7 +571,7 @@ class Assembler:
             model=self.model,
             messages=tuple(msgs),
             section_of=tuple(section_of),
-            tools=tuple(tools),
+            tools=tuple(tools) if st.kept["tools"] else (),
             sections=reports,
             audit=tuple(st.audit),
             total_tokens=total,

@@ -8,6 +8,13 @@ Two packers, both vectorized with NumPy:
   capacity, one vectorized row per item; used when ``n * capacity`` is small.
 
 :func:`pack` runs both where the exact one is affordable and keeps the better.
+
+The exact packer's table has one byte per (item, capacity) cell. Forced with
+``exact=True``, it refuses a table over ``max_cells`` (default
+:data:`EXACT_MAX_CELLS`, 64 million cells, about 64 MB) with
+:class:`~ctxkit.errors.InvalidInputError` instead of taking that memory; raise the limit
+when the memory is there, or leave ``exact=None`` to get the exact packer only where it
+is cheap.
 """
 
 from __future__ import annotations
@@ -17,10 +24,25 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["greedy_pack", "knapsack_pack", "pack"]
+from ctxkit.errors import InvalidInputError
 
-#: the exact packer runs when n_items * (capacity + 1) is at most this many cells
+__all__ = ["EXACT_MAX_CELLS", "KNAPSACK_MAX_CELLS", "greedy_pack", "knapsack_pack", "pack"]
+
+#: with ``exact=None`` the exact packer runs when n_items * (capacity + 1) is at most this many cells
 KNAPSACK_MAX_CELLS = 4_000_000
+#: the largest table (cells, one byte each) the exact packer builds when forced; a bigger one raises
+EXACT_MAX_CELLS = 64_000_000
+
+
+def _check_cells(n: int, capacity: int, max_cells: int) -> None:
+    cells = n * (max(capacity, 0) + 1)
+    if cells > max_cells:
+        raise InvalidInputError(
+            f"exact packing of {n} items into {capacity} tokens needs a table of {cells:,} cells "
+            f"(about {cells / 1e6:,.0f} MB), over the limit of {max_cells:,}: raise the limit "
+            "(Assembler(exact_packing_max_cells=...) or pack(max_cells=...)) if that memory is there, pass "
+            "fewer items, or use exact_packing=None (exact only where it is cheap, else greedy)"
+        )
 
 
 def _arrays(values: Sequence[float], costs: Sequence[int]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -57,13 +79,19 @@ def greedy_pack(values: Sequence[float], costs: Sequence[int], capacity: int) ->
     return [int(i) for i in np.flatnonzero(chosen)]
 
 
-def knapsack_pack(values: Sequence[float], costs: Sequence[int], capacity: int) -> list[int]:
-    """Indices of the exact best subset (0/1 knapsack over integer token costs)."""
+def knapsack_pack(
+    values: Sequence[float], costs: Sequence[int], capacity: int, *, max_cells: int = EXACT_MAX_CELLS
+) -> list[int]:
+    """Indices of the exact best subset (0/1 knapsack over integer token costs).
+
+    Raises :class:`~ctxkit.errors.InvalidInputError` when the table would exceed ``max_cells``.
+    """
     v, c = _arrays(values, costs)
     n = v.size
     if n == 0 or capacity < 0:
         return []
     cap = int(capacity)
+    _check_cells(n, cap, max_cells)
     best = np.zeros(cap + 1, dtype=np.float64)
     take = np.zeros((n, cap + 1), dtype=bool)
     for i in range(n):
@@ -84,8 +112,19 @@ def knapsack_pack(values: Sequence[float], costs: Sequence[int], capacity: int) 
     return chosen
 
 
-def pack(values: Sequence[float], costs: Sequence[int], capacity: int, *, exact: bool | None = None) -> list[int]:
-    """The better of greedy and (when affordable, or forced with ``exact``) the exact knapsack."""
+def pack(
+    values: Sequence[float],
+    costs: Sequence[int],
+    capacity: int,
+    *,
+    exact: bool | None = None,
+    max_cells: int = EXACT_MAX_CELLS,
+) -> list[int]:
+    """The better of greedy and (when affordable, or forced with ``exact``) the exact knapsack.
+
+    Forced exact packing whose table would exceed ``max_cells`` raises
+    :class:`~ctxkit.errors.InvalidInputError` (see the module docstring).
+    """
     greedy = greedy_pack(values, costs, capacity)
     use_exact = exact if exact is not None else len(values) * (max(capacity, 0) + 1) <= KNAPSACK_MAX_CELLS
     if not use_exact or len(values) == 0:
@@ -93,5 +132,5 @@ def pack(values: Sequence[float], costs: Sequence[int], capacity: int, *, exact:
     v, c = _arrays(values, costs)
     if int(c[(v > 0) & (c <= capacity)].sum()) <= capacity:  # all worth taking fits: greedy took it all
         return greedy
-    optimal = knapsack_pack(values, costs, capacity)
+    optimal = knapsack_pack(values, costs, capacity, max_cells=max_cells)
     return optimal if v[optimal].sum() > v[greedy].sum() + 1e-12 else greedy

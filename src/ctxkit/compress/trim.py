@@ -32,6 +32,7 @@ from ctxkit.assembly import group_turns
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
 from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter
+from ctxkit.tokenizers.chat import base_tokens_for
 
 if TYPE_CHECKING:
     from ctxkit.compress.base import TextCompressor
@@ -156,7 +157,9 @@ class TokenWindow(BaseHistoryPolicy):
     def _apply_turns(self, turns: list[list[Message]]) -> list[list[Message]]:
         cost = self.counter.message_tokens
         costs = [sum(cost(m) for m in t) for t in turns]
-        room = self.max_tokens - self.counter.base_tokens
+        # a leading system turn is always kept, so a template's default system prompt is not charged then
+        first_role = "system" if turns and turns[0] and turns[0][0].role == "system" else None
+        room = self.max_tokens - base_tokens_for(self.counter, first_role)
         mandatory = [is_mandatory_turn(t) for t in turns]
         need = sum(c for c, m in zip(costs, mandatory, strict=True) if m)
         if need > room:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
@@ -311,6 +312,7 @@ class Chunker:
 
     def split_documents(self, documents: Iterable[Document]) -> list[Chunk]:
         """Chunks of many documents (ids ``<doc id>#<position>``)."""
+        reject_bare_string(documents, "split_documents(documents)", "split_documents([Document(id=..., text=...)])")
         out: list[Chunk] = []
         for d in documents:
             out.extend(self.split(d.text, doc_id=d.id, title=d.title, metadata=d.metadata))

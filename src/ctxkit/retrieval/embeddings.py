@@ -124,9 +124,10 @@ class EmbeddingCache:
                 with self._db:
                     self._db.executemany("INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)", list(items))
 
-    def _remember(self, key: str, value: bytes) -> None:
-        if len(self._mem) >= self.max_memory_entries:
-            del self._mem[next(iter(self._mem))]
+    def _remember(self, key: str, value: bytes) -> None:  # the caller holds self._lock
+        if key not in self._mem:
+            while self._mem and len(self._mem) >= self.max_memory_entries:
+                del self._mem[next(iter(self._mem))]
         self._mem[key] = value
 
     def __len__(self) -> int:

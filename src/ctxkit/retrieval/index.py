@@ -18,11 +18,24 @@ selectors) and compacted away when they pile up. Filters are evaluated on metada
 
 :meth:`BaseVectorIndex.save` writes one file atomically: everything goes to a temporary
 file in the same folder, which is flushed, fsynced and then renamed over the target. A
-process killed mid-save leaves the previous file intact and loadable.
+process killed mid-save leaves the previous file intact and loadable, and its temporary
+is removed by the next save or load of that file.
+
+**File format, version 2** (bumped from 1 to add the checksum): the magic line
+``CTXKIT-INDEX-2\n``; three ``.npy`` arrays (no pickles) — the JSON header (class, dim,
+config, ids, metadata) as bytes, the float32 vectors, and the native search structure
+(a serialized FAISS HNSW/IVF index, or empty); then a trailer ``SHA256 <64 hex>\n``, the
+SHA-256 of everything before it. :meth:`BaseVectorIndex.load` checks the digest before
+parsing anything, so a file with flipped or missing bytes raises
+:class:`~ctxkit.errors.ResourceError` instead of loading wrong vectors. Version 1 files
+(``CTXKIT-INDEX-1\n``, the same arrays with no trailer) still load, without that check;
+save them again to get it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -30,15 +43,16 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.messages import canonical_json
-from ctxkit.paths import atomic_write
+from ctxkit.paths import atomic_write, remove_stale_temporaries
 
 __all__ = [
     "BaseVectorIndex",
@@ -58,7 +72,10 @@ FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
-_MAGIC = b"CTXKIT-INDEX-1\n"
+_MAGIC_V1 = b"CTXKIT-INDEX-1\n"
+_MAGIC = b"CTXKIT-INDEX-2\n"
+_TRAILER = b"SHA256 "
+_TRAILER_LEN = len(_TRAILER) + 64 + 1  # "SHA256 " + hex digest + "\n"
 _OPS = frozenset({"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte"})
 
 # Called with the name of each part after it is written during save(); tests use it to
@@ -233,6 +250,7 @@ class BaseVectorIndex(ABC):
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete rows by id; returns how many existed. Unknown ids are ignored."""
+        reject_bare_string(ids, "delete(ids)", "delete([id])")
         with self._lock:
             rows = [self._row[i] for i in dict.fromkeys(ids) if i in self._row]
             self._delete_rows(rows)
@@ -397,6 +415,7 @@ class BaseVectorIndex(ABC):
 
     def get_vectors(self, ids: Sequence[str]) -> FloatArray:
         """Stored vectors of ``ids`` (shape ``(len(ids), dim)``); an unknown id raises."""
+        reject_bare_string(ids, "get_vectors(ids)", "get_vectors([id])")
         with self._lock:
             try:
                 rows = [self._row[i] for i in ids]
@@ -422,10 +441,8 @@ class BaseVectorIndex(ABC):
     def _load_native(self, data: bytes) -> None:
         self._rebuild()
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index to one file, atomically (see the module docstring)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _file_parts(self) -> list[tuple[str, bytes]]:
+        """The parts of the saved file but its trailer, in order (see the module docstring)."""
         with self._lock:
             if self._n_dead:
                 self.compact()
@@ -438,28 +455,73 @@ class BaseVectorIndex(ABC):
             }
             header_bytes = json.dumps(header, ensure_ascii=False).encode()
             native = self._native_bytes()
-            vecs = self._vecs[: self._n]
-            with atomic_write(target) as f:
-                f.write(_MAGIC)
-                _write_part(f, np.frombuffer(header_bytes, dtype=np.uint8), "header")
-                _write_part(f, vecs, "vectors")
-                _write_part(f, np.frombuffer(native, dtype=np.uint8), "native")
+            return [
+                ("magic", _MAGIC),
+                ("header", _npy(np.frombuffer(header_bytes, dtype=np.uint8))),
+                ("vectors", _npy(self._vecs[: self._n])),
+                ("native", _npy(np.frombuffer(native, dtype=np.uint8))),
+            ]
+
+    def to_bytes(self) -> bytes:
+        """The whole file :meth:`save` writes, as bytes (:meth:`from_bytes` reads it back)."""
+        parts = self._file_parts()
+        digest = hashlib.sha256()
+        for name, data in parts:
+            digest.update(data)
+            if _save_hook is not None and name != "magic":
+                _save_hook(name)
+        return b"".join([*(data for _, data in parts), _TRAILER, digest.hexdigest().encode(), b"\n"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to one file, atomically, with a SHA-256 trailer (see the module docstring)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        parts = self._file_parts()
+        digest = hashlib.sha256()
+        with atomic_write(target) as f:
+            for name, data in parts:
+                f.write(data)
+                digest.update(data)
+                if _save_hook is not None and name != "magic":
+                    _save_hook(name)
+            f.write(_TRAILER + digest.hexdigest().encode() + b"\n")
         return target
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BaseVectorIndex:
-        """Read an index written by :meth:`save` (of this class or, via :func:`load_index`, any)."""
-        header, vecs, native = _read_file(Path(path))
+        """Read an index written by :meth:`save` (of this class or, via :func:`load_index`, any).
+
+        The SHA-256 trailer is checked first; a missing, truncated or altered file raises
+        :class:`~ctxkit.errors.ResourceError`. Stale temporaries of a killed save of the same
+        file are removed.
+        """
+        src = Path(path)
+        remove_stale_temporaries(src)
+        try:
+            data = src.read_bytes()
+        except FileNotFoundError as exc:
+            raise ResourceError(f"no index file at {src}; build the index and save() it first") from exc
+        except OSError as exc:
+            raise ResourceError(f"{src} cannot be read as an index file ({exc}); pass the file save() wrote") from exc
+        return cls.from_bytes(data, where=str(src))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str = "the index bytes") -> BaseVectorIndex:
+        """Rebuild an index from what :meth:`to_bytes` (or a saved file) holds; ``where`` names it in errors."""
+        header, vecs, native = _parse_file(data, where)
         klass = _INDEX_CLASSES.get(str(header.get("class")))
         if klass is None:
-            raise ResourceError(f"{path} holds an index of unknown class {header.get('class')!r}")
+            raise ResourceError(f"{where} holds an index of unknown class {header.get('class')!r}")
         if cls is not BaseVectorIndex and not issubclass(klass, cls):
-            raise ResourceError(f"{path} holds a {klass.__name__}, not a {cls.__name__}; use load_index()")
-        obj = klass._from_config(int(header["dim"]), dict(header.get("config") or {}))
-        ids = list(header["ids"])
-        metas = list(header["metadata"])
+            raise ResourceError(f"{where} holds a {klass.__name__}, not a {cls.__name__}; use load_index()")
+        try:
+            obj = klass._from_config(int(header["dim"]), dict(header.get("config") or {}))
+            ids = [str(i) for i in header["ids"]]
+            metas = [dict(m) for m in header["metadata"]]
+        except (KeyError, TypeError, ValueError, InvalidInputError) as exc:
+            raise ResourceError(f"{where} has a malformed header ({exc!r}); rebuild the index") from exc
         if len(ids) != len(vecs) or len(metas) != len(ids) or vecs.shape[1:] != (obj.dim,):
-            raise ResourceError(f"{path} is inconsistent (ids, metadata and vectors disagree); it cannot be loaded")
+            raise ResourceError(f"{where} is inconsistent (ids, metadata and vectors disagree); it cannot be loaded")
         obj._vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         obj._n = len(ids)
         obj._ids = ids
@@ -474,24 +536,38 @@ class BaseVectorIndex(ABC):
         return cls(dim, **config)
 
 
-def _write_part(f: IO[bytes], arr: npt.NDArray[Any], name: str) -> None:
-    np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-    if _save_hook is not None:
-        _save_hook(name)
+def _npy(arr: npt.NDArray[Any]) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], FloatArray, bytes]:
+def _parse_file(data: bytes, where: str) -> tuple[dict[str, Any], FloatArray, bytes]:
+    """Header, vectors and native bytes of a version 2 (checksum verified) or version 1 file."""
+    if data.startswith(_MAGIC):
+        body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
+        if len(body) < len(_MAGIC) or not trailer.startswith(_TRAILER) or not trailer.endswith(b"\n"):
+            raise ResourceError(f"{where} is corrupt or truncated (its SHA-256 trailer is missing); rebuild the index")
+        if hashlib.sha256(body).hexdigest().encode() != trailer[len(_TRAILER) : -1]:
+            raise ResourceError(
+                f"{where} is corrupt or truncated: its SHA-256 does not match the checksum it was saved with "
+                "(bytes changed on disk or in transit); rebuild the index or restore a good copy"
+            )
+        f = io.BytesIO(body)
+        f.seek(len(_MAGIC))
+    elif data.startswith(_MAGIC_V1):  # version 1: no checksum to verify
+        f = io.BytesIO(data)
+        f.seek(len(_MAGIC_V1))
+    else:
+        raise ResourceError(f"{where} is not a ctxkit index file")
     try:
-        with open(path, "rb") as f:
-            if f.read(len(_MAGIC)) != _MAGIC:
-                raise ResourceError(f"{path} is not a ctxkit index file")
-            header = json.loads(np.load(f, allow_pickle=False).tobytes().decode())
-            vecs = np.load(f, allow_pickle=False)
-            native = np.load(f, allow_pickle=False).tobytes()
-    except FileNotFoundError as exc:
-        raise ResourceError(f"no index file at {path}; build the index and save() it first") from exc
+        header = json.loads(np.load(f, allow_pickle=False).tobytes().decode())
+        vecs = np.load(f, allow_pickle=False)
+        native = np.load(f, allow_pickle=False).tobytes()
     except (ValueError, EOFError, OSError, UnicodeDecodeError) as exc:
-        raise ResourceError(f"{path} is corrupt or truncated ({exc}); rebuild the index") from exc
+        raise ResourceError(f"{where} is corrupt or truncated ({exc}); rebuild the index") from exc
+    if not isinstance(header, dict) or vecs.ndim != 2:
+        raise ResourceError(f"{where} is corrupt (malformed header or vectors); rebuild the index")
     return header, vecs, native
 
 

@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 from ctxkit.retrieval.index import Filter, Hit, _check_filter, matches_filter
 
 __all__ = ["BM25Index"]
+
+
+_NO_TERMS = object()  # the model of texts with no indexable term; an empty vocabulary means it is never called
 
 
 def _bm25s() -> Any:
@@ -68,6 +72,7 @@ class BM25Index:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete texts by id; returns how many existed."""
+        reject_bare_string(ids, "delete(ids)", "delete([id])")
         with self._lock:
             n = 0
             for i in ids:
@@ -85,6 +90,10 @@ class BM25Index:
     def _build(self) -> None:
         self._order = list(self._texts)
         tokens = self._tokenize([self._texts[i] for i in self._order])
+        if not any(tokens):  # nothing but stop words and punctuation: no term can match (bm25s divides by 0)
+            self._model = _NO_TERMS
+            self._vocab = {}
+            return
         model = self._bm25s.BM25(k1=self.k1, b=self.b)
         model.index(tokens, show_progress=False)
         self._model = model

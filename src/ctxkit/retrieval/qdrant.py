@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit._optional import require
 from ctxkit.errors import BackendError, InvalidInputError
 from ctxkit.retrieval.index import Filter, FloatArray, Hit, _check_filter
@@ -143,6 +144,7 @@ class QdrantIndex:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete points by id; returns how many existed."""
+        reject_bare_string(ids, "delete(ids)", "delete([id])")
         pids = [_point_id(i) for i in dict.fromkeys(ids)]
         if not pids:
             return 0
@@ -192,6 +194,7 @@ class QdrantIndex:
 
     def get_vectors(self, ids: Sequence[str]) -> FloatArray:
         """Stored vectors of ``ids``; an unknown id raises."""
+        reject_bare_string(ids, "get_vectors(ids)", "get_vectors([id])")
         pids = [_point_id(i) for i in ids]
         got = {str(p.id): p.vector for p in self.client.retrieve(self.collection, pids, with_vectors=True)}
         missing = [i for i, p in zip(ids, pids, strict=True) if p not in got]

@@ -8,13 +8,21 @@ One request through :meth:`Retriever.retrieve`:
 2. **near-duplicates** — candidates whose embeddings have cosine >= ``dedupe_threshold``
    with a better candidate are dropped;
 3. **diversity** — the rest is ordered by maximal marginal relevance (MMR);
-4. **budget** — chunks are taken in that order while their tokens (text plus the
-   assembler's per-chunk wrapper) fit ``budget_tokens``; a chunk too big for what is left
-   is skipped and smaller later ones may still fit.
+4. **budget** — chunks are taken in that order while their cost (the ``<document>``
+   block the assembler renders for them, counted whole by the retriever's tokenizer; a
+   ``metadata["tokens"]`` supplied by the caller is never trusted) fits ``budget_tokens``;
+   a chunk too big for what is left is skipped and smaller later ones may still fit.
 
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
-or the RRF score when hybrid), the source span and ``metadata["tokens"]``, and go
-straight into :class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+or the RRF score when hybrid), the source span and ``metadata["tokens"]`` (the
+retriever tokenizer's count of the text), and go straight into
+:class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+
+**Threads.** One lock guards the chunk store, the document map, the vector index and
+BM25 together: writes (:meth:`Retriever.add_documents`, :meth:`Retriever.add_chunks`,
+:meth:`Retriever.delete_documents`) change them in one step, and a search reads the
+index and the chunks it names in one step, so a concurrent reader sees the retriever
+before or after a write, never in between. Embedding happens outside the lock.
 
 **Persistence.** :meth:`Retriever.save` writes the whole retriever to one file and
 :meth:`Retriever.load` rebuilds it in another process, with nothing re-embedded. The file
@@ -40,8 +48,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,18 +56,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
+from ctxkit._inputs import reject_bare_string
 from ctxkit.assembly import AssembledPrompt, Assembler
+from ctxkit.assembly.assembler import document_block
 from ctxkit.budget import Budget
 from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError, UnknownNameError
 from ctxkit.messages import Chunk, Message
-from ctxkit.paths import atomic_write
+from ctxkit.paths import atomic_write, remove_stale_temporaries
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder
-from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex, load_index
+from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
+from ctxkit.tokenizers.chat import base_tokens_for
 
 __all__ = ["Retriever", "SearchMode"]
 
@@ -177,7 +188,10 @@ class Retriever:
         self.candidates = candidates
         self._chunks: dict[str, Chunk] = {}
         self._by_doc: dict[str, list[str]] = {}
-        self._wrapper_cache: dict[tuple[str, str], int] = {}
+        # Guards _chunks, _by_doc, the vector index and BM25 together: a write (add, replace,
+        # delete) changes all of them under it, and a search reads the index and the chunks
+        # it names under it, so a reader never sees an id whose chunk is gone.
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return (
@@ -193,21 +207,34 @@ class Retriever:
         """Chunk, embed and index documents; a document id seen before is replaced.
 
         Unchanged chunk texts are served from the embedding cache. ``progress`` shows a
-        tqdm bar with chunks per second.
+        tqdm bar with chunks per second. A replaced document's old chunks go and its new ones
+        come in one step: a concurrent :meth:`retrieve` sees the old version or the new one.
         """
+        reject_bare_string(documents, "add_documents(documents)", "add_documents([text])")
         docs = [_as_document(d, n) for n, d in enumerate(documents)]
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("document ids must be unique within one call")
         chunks = self.chunker.split_documents(docs)
-        stale = [cid for d in docs for cid in self._by_doc.get(d.id, ())]
-        new_ids = {c.id for c in chunks}
-        self._delete_chunk_ids([c for c in stale if c not in new_ids])
-        self.add_chunks(chunks, progress=progress)
-        return chunks
+        ready, vecs = self._prepare(chunks, progress=progress)
+        self._commit(ready, vecs, replaced_docs=ids)
+        return ready
 
     def add_chunks(self, chunks: Sequence[Chunk], *, progress: bool = True, batch: int = 1024) -> None:
-        """Embed and index ready-made chunks (each needs a unique ``id``); same ids are replaced."""
+        """Embed and index ready-made chunks (each needs a unique ``id``); same ids are replaced.
+
+        ``metadata["tokens"]`` of every stored chunk is set to the retriever tokenizer's count of
+        its text: a count given by the caller is replaced, never trusted.
+        """
+        reject_bare_string(chunks, "add_chunks(chunks)", "add_chunks([chunk])")
+        ready, vecs = self._prepare(chunks, progress=progress, batch=batch)
+        self._commit(ready, vecs)
+
+    def _prepare(
+        self, chunks: Sequence[Chunk], *, progress: bool, batch: int = 1024
+    ) -> tuple[list[Chunk], npt.NDArray[np.float32]]:
+        """Checked chunks with ctxkit's token counts, and their vectors (the slow part, outside the lock)."""
+        chunks = list(chunks)
         for n, c in enumerate(chunks):
             if not isinstance(c, Chunk):
                 raise InvalidInputError(f"chunks[{n}] is a {type(c).__name__}, not a ctxkit Chunk")
@@ -215,12 +242,10 @@ class Retriever:
                 raise InvalidInputError(f"chunks[{n}] has no id; give every chunk a unique id")
         if len({c.id for c in chunks}) != len(chunks):
             raise InvalidInputError("chunk ids must be unique within one call")
-        missing = [c for c in chunks if "tokens" not in c.metadata]
-        counts = self.tokenizer.count_many([c.text for c in missing])
-        counted = {c.id: n for c, n in zip(missing, counts, strict=True)}
+        counts = self.tokenizer.count_many([c.text for c in chunks])
         ready = [
-            c if c.id not in counted else c.model_copy(update={"metadata": {**c.metadata, "tokens": counted[c.id]}})
-            for c in chunks
+            c if c.metadata.get("tokens") == n else c.model_copy(update={"metadata": {**c.metadata, "tokens": n}})
+            for c, n in zip(chunks, counts, strict=True)
         ]
         bar = None
         if progress and ready:
@@ -228,32 +253,50 @@ class Retriever:
 
             bar = tqdm(total=len(ready), unit="chunk", desc="ingest", leave=False)
         try:
-            for s in range(0, len(ready), batch):
-                part = ready[s : s + batch]
-                vecs = self.embedder.embed([c.text for c in part], progress=bar)
-                metas = [{**c.metadata, "doc_id": c.doc_id} for c in part]
-                self.index.upsert([c.id for c in part], vecs, metas)
-                if self.lexical is not None:
-                    self.lexical.upsert([c.id for c in part], [c.text for c in part], metas)
-                for c in part:
-                    old = self._chunks.get(c.id)
-                    if old is not None and old.doc_id != c.doc_id:  # the id moved to another document
-                        prev = self._by_doc.get(old.doc_id)
-                        if prev is not None and c.id in prev:
-                            prev.remove(c.id)
-                            if not prev:
-                                del self._by_doc[old.doc_id]
-                    if old is None or old.doc_id != c.doc_id:
-                        self._by_doc.setdefault(c.doc_id, []).append(c.id)
-                    self._chunks[c.id] = c
+            parts = [
+                self.embedder.embed([c.text for c in ready[s : s + batch]], progress=bar)
+                for s in range(0, len(ready), batch)
+            ]
         finally:
             if bar is not None:
                 bar.close()
+        vecs = np.concatenate(parts) if parts else np.empty((0, self.embedder.dim), dtype=np.float32)
+        return ready, vecs
+
+    def _commit(self, ready: list[Chunk], vecs: npt.NDArray[np.float32], *, replaced_docs: Sequence[str] = ()) -> None:
+        """Under the lock: drop the replaced documents' chunks that are not in ``ready``, then store ``ready``."""
+        with self._lock:
+            new_ids = {c.id for c in ready}
+            stale = [cid for d in replaced_docs for cid in self._by_doc.get(d, ()) if cid not in new_ids]
+            self._delete_chunk_ids(stale)
+            if not ready:
+                return
+            metas = [{**c.metadata, "doc_id": c.doc_id} for c in ready]
+            self.index.upsert([c.id for c in ready], vecs, metas)
+            if self.lexical is not None:
+                self.lexical.upsert([c.id for c in ready], [c.text for c in ready], metas)
+            for c in ready:
+                old = self._chunks.get(c.id)
+                if old is not None and old.doc_id != c.doc_id:  # the id moved to another document
+                    prev = self._by_doc.get(old.doc_id)
+                    if prev is not None and c.id in prev:
+                        prev.remove(c.id)
+                        if not prev:
+                            del self._by_doc[old.doc_id]
+                if old is None or old.doc_id != c.doc_id:
+                    self._by_doc.setdefault(c.doc_id, []).append(c.id)
+                self._chunks[c.id] = c
 
     def delete_documents(self, doc_ids: Iterable[str]) -> int:
         """Remove every chunk of the given documents; returns how many chunks went."""
-        ids = [cid for d in doc_ids for cid in self._by_doc.get(d, ())]
-        return self._delete_chunk_ids(ids)
+        reject_bare_string(doc_ids, "delete_documents(doc_ids)", "delete_documents([doc_id])")
+        wanted = list(doc_ids)
+        for n, d in enumerate(wanted):
+            if not isinstance(d, str):
+                raise InvalidInputError(f"doc_ids[{n}] is a {type(d).__name__}; document ids are str")
+        with self._lock:
+            ids = [cid for d in wanted for cid in self._by_doc.get(d, ())]
+            return self._delete_chunk_ids(ids)
 
     def _delete_chunk_ids(self, ids: list[str]) -> int:
         if not ids:
@@ -276,7 +319,8 @@ class Retriever:
     def get_chunk(self, id: str) -> Chunk:
         """The stored chunk with ``id``."""
         try:
-            return self._chunks[id]
+            with self._lock:
+                return self._chunks[id]
         except KeyError as exc:
             raise InvalidInputError(f"no chunk with id {id!r}") from exc
 
@@ -290,40 +334,58 @@ class Retriever:
             raise InvalidInputError(f"mode {mode!r} needs BM25: build the Retriever with hybrid=True")
         return mode
 
-    def _ranked(self, query: str, k: int, flt: Filter | None, mode: SearchMode) -> tuple[list[tuple[str, float]], Any]:
+    def _ranked_locked(
+        self, query: str, qv: npt.NDArray[np.float32] | None, k: int, flt: Filter | None, mode: SearchMode
+    ) -> list[tuple[str, float]]:
+        """Ranked ids of the indexes; the caller holds the lock."""
+        dense = self.index.search(qv, k, filter=flt) if qv is not None else []
+        lexical = self.lexical
+        if mode == "vector" or lexical is None:
+            return [(h.id, h.score) for h in dense]
+        lex = lexical.search(query, k, filter=flt)
+        if mode == "lexical":
+            return [(h.id, h.score) for h in lex]
+        fused = rrf_fuse([[h.id for h in dense], [h.id for h in lex]], k=self.rrf_k, weights=[1.0, self.lexical_weight])
+        return fused[:k]
+
+    def _snapshot(
+        self, query: str, k: int, flt: Filter | None, mode: SearchMode, *, vectors: bool
+    ) -> tuple[list[Chunk], list[float], npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
+        """One consistent read: the ranked stored chunks, their scores, the query vector and (if asked) theirs.
+
+        The query is embedded outside the lock; the index search and the reads of the chunks
+        and vectors it names happen under it, so none of them can be deleted in between.
+        """
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}")
         qv = self.embedder.embed_query(query) if mode != "lexical" else None
-        dense = self.index.search(qv, k, filter=flt) if qv is not None else []
-        if mode == "vector":
-            return [(h.id, h.score) for h in dense], qv
-        assert self.lexical is not None
-        lex = self.lexical.search(query, k, filter=flt)
-        if mode == "lexical":
-            return [(h.id, h.score) for h in lex], qv
-        fused = rrf_fuse([[h.id for h in dense], [h.id for h in lex]], k=self.rrf_k, weights=[1.0, self.lexical_weight])
-        return fused[:k], qv
+        with self._lock:
+            ranked = [(i, sc) for i, sc in self._ranked_locked(query, qv, k, flt, mode) if i in self._chunks]
+            chunks = [self._chunks[i] for i, _ in ranked]
+            vecs = self.index.get_vectors([i for i, _ in ranked]) if vectors and ranked else None
+        return chunks, [sc for _, sc in ranked], qv, vecs
+
+    def _ranked(self, query: str, k: int, flt: Filter | None, mode: SearchMode) -> tuple[list[tuple[str, float]], Any]:
+        chunks, scores, qv, _ = self._snapshot(query, k, flt, mode, vectors=False)
+        return [(c.id, sc) for c, sc in zip(chunks, scores, strict=True)], qv
 
     def search(
         self, query: str, k: int = 10, *, filter: Filter | None = None, mode: SearchMode | None = None
     ) -> list[Chunk]:
         """The ``k`` best chunks for ``query``, best first, each with its score."""
-        if not isinstance(k, int) or k < 1:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive int, got {k!r}")
-        ranked, _ = self._ranked(query, k, filter, self._resolve_mode(mode))
-        return [self._chunks[i].model_copy(update={"score": float(s)}) for i, s in ranked if i in self._chunks]
+        chunks, scores, _, _ = self._snapshot(query, k, filter, self._resolve_mode(mode), vectors=False)
+        return [c.model_copy(update={"score": float(sc)}) for c, sc in zip(chunks, scores, strict=True)]
 
     def chunk_cost(self, chunk: Chunk) -> int:
-        """Tokens ``chunk`` takes in an assembled prompt: its text plus the ``<document>`` wrapper."""
-        key = (chunk.id, chunk.title)
-        wrap = self._wrapper_cache.get(key)
-        if wrap is None:
-            title = f' title="{chunk.title}"' if chunk.title else ""
-            wrap = self.tokenizer.count(f'<document id="{chunk.id}"{title}>\n\n</document>\n') + 1
-            self._wrapper_cache[key] = wrap
-        tokens = chunk.metadata.get("tokens")
-        text_tokens = tokens if isinstance(tokens, int) else self.tokenizer.count(chunk.text)
-        return int(text_tokens) + wrap
+        """Tokens ``chunk`` takes in an assembled prompt: its ``<document>`` block, counted whole.
+
+        The block is rendered exactly as :class:`~ctxkit.assembly.Assembler` renders it and
+        counted by the retriever's tokenizer (cached by content). ``metadata["tokens"]`` is not
+        read: a count supplied with a chunk never decides whether a budget holds.
+        """
+        return self.tokenizer.count(document_block(chunk))
 
     def retrieve(
         self,
@@ -336,19 +398,20 @@ class Retriever:
         diversity: bool = True,
     ) -> list[Chunk]:
         """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring)."""
-        if not isinstance(budget_tokens, int) or budget_tokens < 0:
+        if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or budget_tokens < 0:
             raise InvalidInputError(f"budget_tokens must be an int >= 0, got {budget_tokens!r}")
+        bad_candidates = not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1
+        if candidates is not None and bad_candidates:
+            raise InvalidInputError(f"candidates must be a positive int or None, got {candidates!r}")
         mode = self._resolve_mode(mode)
         n_cand = candidates or max(self.candidates, budget_tokens // 32)
-        ranked, qv = self._ranked(query, n_cand, filter, mode)
-        ranked = [(i, s) for i, s in ranked if i in self._chunks]
-        if not ranked or budget_tokens == 0:
+        want_vecs = self.dedupe_threshold is not None or diversity
+        found, found_scores, qv, vecs = self._snapshot(query, n_cand, filter, mode, vectors=want_vecs)
+        if not found or budget_tokens == 0:
             return []
-        ids = [i for i, _ in ranked]
-        scores = np.asarray([s for _, s in ranked], dtype=np.float32)
-        order = list(range(len(ids)))
-        if self.dedupe_threshold is not None or (diversity and len(ids) > 1):
-            vecs = self.index.get_vectors(ids)
+        scores = np.asarray(found_scores, dtype=np.float32)
+        order = list(range(len(found)))
+        if vecs is not None and (self.dedupe_threshold is not None or (diversity and len(found) > 1)):
             if self.dedupe_threshold is not None:
                 order = near_duplicates(vecs, threshold=self.dedupe_threshold)
             if diversity and len(order) > 1:
@@ -364,7 +427,7 @@ class Retriever:
         out: list[Chunk] = []
         room = budget_tokens
         for j in order:
-            c = self._chunks[ids[j]]
+            c = found[j]
             cost = self.chunk_cost(c)
             if cost <= room:
                 out.append(c.model_copy(update={"score": float(max(scores[j], 0.0))}))
@@ -379,6 +442,7 @@ class Retriever:
 
     async def aadd_documents(self, documents: Iterable[DocumentLike], *, progress: bool = False) -> list[Chunk]:
         """:meth:`add_documents` in a worker thread, for async callers."""
+        reject_bare_string(documents, "aadd_documents(documents)", "aadd_documents([text])")
         docs = list(documents)
         return await asyncio.to_thread(self.add_documents, docs, progress=progress)
 
@@ -406,7 +470,7 @@ class Retriever:
             others.append(Message.system(system))
         if memory:
             others.append(Message.system(f"{asm.memory_header}\n{memory}"))
-        used = counter.base_tokens + sum(counter.message_tokens(m) for m in others)
+        used = base_tokens_for(counter, "system" if system else None) + sum(counter.message_tokens(m) for m in others)
         header = asm.counter.tokenizer.count(asm.context_header + "\n\n") + 1
         room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
         chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode) if room > 0 else []
@@ -465,14 +529,18 @@ class Retriever:
         renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
         store (or none) and never a half-written one that loads. A folder cannot be renamed
         over an existing one in one step. The file is a zip archive, so each member carries
-        a CRC-32 that :meth:`load` checks, and any zip tool can list or extract it. The
-        price: :meth:`load` copies the vector index member to a temporary file to read it.
+        a CRC-32 that :meth:`load` checks (the index member also carries its own SHA-256),
+        and any zip tool can list or extract it. The price: the serialized index is held in
+        memory while saving and loading.
 
         Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
         another process: an index with no file format of its own (a
         :class:`~ctxkit.retrieval.QdrantIndex` persists inside Qdrant), a
         :class:`~ctxkit.retrieval.Chunker` subclass, or a tokenizer built by hand rather
-        than from a spec. Do not add or delete documents while a save runs. Returns the path.
+        than from a spec. Adds and deletes from other threads may run during a save: it stores
+        the retriever as it was at one instant. The only temporary is the sibling file
+        ``.<name>.tmp-<pid>-<thread>``; one left by a killed save is removed by the next save or
+        load of the same path. Returns the path.
         """
         target = Path(path)
         if target.is_dir():
@@ -490,29 +558,29 @@ class Retriever:
                 f"cannot save a Retriever with a {type(self.chunker).__name__}: only the settings of a plain "
                 "Chunker are stored, so load() could not rebuild it"
             )
-        manifest = self._manifest(index)
+        with self._lock:  # one consistent snapshot; the file is written after the lock is released
+            manifest = self._manifest(index)
+            index_bytes = index.to_bytes()
+            chunks = list(self._chunks.values())
+            by_doc = {d: list(ids) for d, ids in self._by_doc.items()}
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=target.parent) as scratch:
-            index_file = index.save(Path(scratch) / "index.ctx")
-            with (
-                atomic_write(target) as f,
-                zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
-            ):
-                _put_json(zf, "manifest.json", manifest)
-                chunks = list(self._chunks.values())
-                with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
-                    for s in range(0, len(chunks), 1024):
-                        lines = [
-                            json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n"
-                            for c in chunks[s : s + 1024]
-                        ]
-                        out.write("".join(lines).encode("utf-8"))
-                if _save_hook is not None:
-                    _save_hook("chunks.jsonl")
-                _put_json(zf, "by_doc.json", self._by_doc)
-                zf.write(index_file, "index.ctx", compress_type=zipfile.ZIP_STORED)
-                if _save_hook is not None:
-                    _save_hook("index.ctx")
+        with (
+            atomic_write(target) as f,
+            zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        ):
+            _put_json(zf, "manifest.json", manifest)
+            with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
+                for s in range(0, len(chunks), 1024):
+                    lines = [
+                        json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n" for c in chunks[s : s + 1024]
+                    ]
+                    out.write("".join(lines).encode("utf-8"))
+            if _save_hook is not None:
+                _save_hook("chunks.jsonl")
+            _put_json(zf, "by_doc.json", by_doc)
+            zf.writestr("index.ctx", index_bytes, compress_type=zipfile.ZIP_STORED)
+            if _save_hook is not None:
+                _save_hook("index.ctx")
         return target
 
     @classmethod
@@ -529,6 +597,7 @@ class Retriever:
         unknown-version file raises :class:`~ctxkit.errors.ResourceError`.
         """
         src = Path(path)
+        remove_stale_temporaries(src)
         try:
             zf = zipfile.ZipFile(src)
         except FileNotFoundError as exc:
@@ -583,16 +652,12 @@ class Retriever:
             raise ResourceError(
                 f"{src} lists {n_chunks} chunks but holds {len(chunks)} ({len(store)} distinct ids); save it again"
             )
-        with tempfile.TemporaryDirectory(prefix="ctxkit-load-") as scratch:
-            index_file = Path(scratch) / "index.ctx"
-            with zf.open(member) as part, open(index_file, "wb") as out:
-                shutil.copyfileobj(part, out, 1 << 20)
-            try:
-                index = load_index(index_file)
-            except ResourceError as exc:
-                raise ResourceError(
-                    f"the vector index inside {src} cannot be read ({exc}); save the Retriever again"
-                ) from exc
+        try:
+            index = BaseVectorIndex.from_bytes(zf.read(member), where=f"{src}:{member}")
+        except ResourceError as exc:
+            raise ResourceError(
+                f"the vector index inside {src} cannot be read ({exc}); save the Retriever again"
+            ) from exc
         if index.dim != embedder.dim:
             raise ResourceError(f"{src}: its index has {index.dim} dimensions but its embedder {embedder.dim}")
         missing = [i for i in store if i not in index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -45,15 +46,19 @@ class TokenCountCache:
 
     Keys are the strings themselves: Python caches a string's hash, so a repeat
     lookup of the same chunk object costs one dict probe and no tokenization.
+    Safe to share between threads: a lookup is one dict probe (atomic), and inserts
+    with their evictions are serialized by a lock, so two threads never evict the
+    same entry (the ``hits``/``misses`` counters are statistics and may miss a beat).
     """
 
-    __slots__ = ("_data", "hits", "max_entries", "misses")
+    __slots__ = ("_data", "_lock", "hits", "max_entries", "misses")
 
     def __init__(self, max_entries: int = 200_000) -> None:
         if max_entries < 1:
             raise InvalidInputError("TokenCountCache.max_entries must be at least 1")
         self.max_entries = max_entries
         self._data: dict[str, int] = {}
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -66,14 +71,17 @@ class TokenCountCache:
         return value
 
     def put(self, text: str, value: int) -> None:
-        data = self._data
-        if len(data) >= self.max_entries:
-            del data[next(iter(data))]
-        data[text] = value
+        with self._lock:
+            data = self._data
+            if text not in data:
+                while len(data) >= self.max_entries:
+                    del data[next(iter(data))]
+            data[text] = value
 
     def clear(self) -> None:
-        self._data.clear()
-        self.hits = self.misses = 0
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -132,6 +140,8 @@ class BaseTokenizer(ABC):
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         """Token counts of many texts; uncached ones are counted in one batch."""
+        if isinstance(texts, str | bytes):
+            raise InvalidInputError("count_many() takes a list of texts, not one text; use count(text) for one")
         data = self.cache._data
         out: list[int | None] = [data.get(t) for t in texts]
         missing = [i for i, v in enumerate(out) if v is None]

@@ -14,6 +14,12 @@
 Every counter has the same face: ``message_tokens`` (the additive cost of one
 message, used while packing), ``tools_tokens``, ``base_tokens`` (fixed overhead)
 and ``count_messages`` (the exact total of a whole list, used to verify).
+
+The fixed overhead can depend on the first message: SmolLM2's template (like Qwen's)
+inserts a default system prompt when the list does not start with a system message.
+``base_tokens`` is the larger of the two (safe when the first message is unknown);
+:func:`base_tokens_for` gives the overhead of a list that starts with a known role, so a
+caller that supplies its own system prompt is not charged for the default one.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ctxkit._inputs import reject_bare_string
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
 from ctxkit.tokenizers.base import Tokenizer
 
@@ -30,6 +38,7 @@ __all__ = [
     "EstimateChatCounter",
     "OpenAIChatCounter",
     "TemplateChatCounter",
+    "base_tokens_for",
     "get_chat_counter",
 ]
 
@@ -105,6 +114,7 @@ class OpenAIChatCounter:
         return total + self._func_end
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self.base_tokens + sum(self.message_tokens(m) for m in messages) + self.tools_tokens(tools)
 
 
@@ -140,6 +150,7 @@ class EstimateChatCounter:
         return 350 + sum(self.tokenizer.count(canonical_json(t.to_anthropic())) for t in tools)
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self.base_tokens + sum(self.message_tokens(m) for m in messages) + self.tools_tokens(tools)
 
 
@@ -158,13 +169,11 @@ class TemplateChatCounter:
         self._formatter = _template_formatter(tokenizer.llama)
         self._probe = Message.system("x")
         self._cache: dict[Message, int] = {}
-        one = self._count_raw([self._probe])
-        with_system = 2 * one - self._count_raw([self._probe, self._probe])
-        # Some templates (SmolLM2's) insert a default system prompt when the list has
-        # none; the fixed overhead is the larger of the two so packing stays conservative.
-        user = Message.user("x")
-        without_system = self._count_raw([user]) - self.message_tokens(user)
-        self._base = max(with_system, without_system)
+        self._base_by_role: dict[str, int] = {}
+        # Some templates (SmolLM2's) insert a default system prompt when the list does not
+        # start with a system message; with the first role unknown, the fixed overhead is the
+        # larger of the two so packing stays conservative (see base_tokens_for).
+        self._base = max(self.base_tokens_for("system"), self.base_tokens_for("user"))
 
     def _count_raw(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
         result = self._formatter(
@@ -176,6 +185,17 @@ class TemplateChatCounter:
     @property
     def base_tokens(self) -> int:
         return self._base
+
+    def base_tokens_for(self, first_role: str | None) -> int:
+        """The fixed overhead of a list whose first message has ``first_role`` (None: not known)."""
+        if first_role not in ("system", "developer", "user", "assistant"):
+            return self._base
+        cached = self._base_by_role.get(first_role)
+        if cached is None:
+            first = Message(role=first_role, content="x")
+            cached = self._count_raw([first]) - self.message_tokens(first)
+            self._base_by_role[first_role] = cached
+        return cached
 
     def message_tokens(self, message: Message) -> int:
         cached = self._cache.get(message)
@@ -190,6 +210,7 @@ class TemplateChatCounter:
         return self._count_raw([self._probe], tools) - self._count_raw([self._probe])
 
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int:
+        _check_messages(messages, tools)
         return self._count_raw(list(messages), tools)
 
 
@@ -225,6 +246,28 @@ class _InlineToolsFormatter:
         from ctxkit.toolcalls import inline_tools
 
         return self.inner(messages=inline_tools(messages, tools))
+
+
+def _check_messages(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> None:
+    reject_bare_string(messages, "count_messages(messages)", "count_messages([Message.user(...)])")
+    reject_bare_string(tools, "count_messages(tools=...)", "tools=[ToolSpec(...)]")
+    for n, m in enumerate(messages):
+        if not isinstance(m, Message):
+            raise InvalidInputError(
+                f"messages[{n}] is a {type(m).__name__}, not a ctxkit Message; build it with Message(...)"
+            )
+
+
+def base_tokens_for(counter: ChatCounter, first_role: str | None) -> int:
+    """``counter``'s fixed overhead for a message list whose first message has ``first_role``.
+
+    Counters whose overhead does not depend on the first message (OpenAI's, the estimator,
+    or a custom counter without a ``base_tokens_for`` method) return ``base_tokens``.
+    """
+    method = getattr(counter, "base_tokens_for", None)
+    if method is None:
+        return counter.base_tokens
+    return int(method(first_role))
 
 
 def get_chat_counter(model_or_spec: str) -> ChatCounter:

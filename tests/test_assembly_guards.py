@@ -64,10 +64,29 @@ def test_a_non_required_query_is_refused_when_the_budget_is_built() -> None:
     with pytest.raises(InvalidInputError, match="'query' section must be required"):
         Budget.for_model("gpt-4o", max_input_tokens=1000, sections={"query": {"required": False}})
     with pytest.raises(InvalidInputError, match="required=True"):
-        Budget.for_model("gpt-4o", sections={"query": SectionBudget(priority=90)})
+        Budget.for_model("gpt-4o", sections={"query": SectionBudget(priority=90, required=False)})
     with pytest.raises(ValidationError, match="'query' section must be required"):
-        Budget(context_window=1000, sections={"query": SectionBudget(priority=90)})
+        Budget(context_window=1000, sections={"query": SectionBudget(priority=90, required=False)})
     assert Budget.for_model("gpt-4o", sections={"query": SectionBudget(priority=90, required=True)})
+
+
+def test_a_section_given_overrides_only_the_settings_it_names() -> None:
+    """SectionBudget(priority=...) for system or query keeps their default required=True (the issue's setting)."""
+    for budget in (
+        Budget.for_model("gpt-4o", max_input_tokens=1000, sections={"system": SectionBudget(priority=100)}),
+        Budget(
+            context_window=1000, sections={"system": SectionBudget(priority=100), "query": SectionBudget(priority=5)}
+        ),
+    ):
+        assert budget.sections["system"].required and budget.sections["query"].required
+        assert budget.sections["history"] == SectionBudget(priority=60)  # untouched defaults
+    b = Budget.for_model("gpt-4o", sections={"memory": SectionBudget(min_tokens=10)})
+    assert b.sections["memory"] == SectionBudget(priority=70, share=0.15, min_tokens=10)
+    p = Assembler(
+        "gpt-4o", Budget.for_model("gpt-4o", max_input_tokens=1000, sections={"system": SectionBudget(priority=100)})
+    )
+    prompt = p.assemble(system="You are terse.", query="Hi?")
+    assert prompt.messages[0].content == "You are terse." and prompt.total_tokens <= 1000
 
 
 _SPEC = st.builds(

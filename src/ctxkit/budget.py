@@ -94,11 +94,16 @@ class Budget(BaseModel):
         unknown = set(self.sections) - set(SECTION_NAMES)
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}; sections are {list(SECTION_NAMES)}")
-        missing = set(SECTION_NAMES) - set(self.sections)
-        if missing:
-            defaults = _default_sections()
-            merged = {**{k: defaults[k] for k in missing}, **self.sections}
-            object.__setattr__(self, "sections", {k: merged[k] for k in SECTION_NAMES})
+        # A section given here overrides only the settings it names: SectionBudget(priority=100)
+        # for "system" keeps the default required=True. Missing sections take the defaults.
+        defaults = _default_sections()
+        merged = {
+            k: SectionBudget(**{**defaults[k].model_dump(), **given.model_dump(include=given.model_fields_set)})
+            if (given := self.sections.get(k)) is not None
+            else defaults[k]
+            for k in SECTION_NAMES
+        }
+        object.__setattr__(self, "sections", merged)
         if not self.sections["query"].required:
             raise ValueError(_QUERY_REQUIRED)
         floors = sum(s.min_tokens for s in self.sections.values())
@@ -129,9 +134,9 @@ class Budget(BaseModel):
         for name, spec in (sections or {}).items():
             if name not in SECTION_NAMES:
                 raise InvalidInputError(f"unknown section {name!r}; sections are {list(SECTION_NAMES)}")
-            merged[name] = (
-                spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
-            )
+            # only the settings given override the section's defaults (as in the model validator)
+            given = spec.model_dump(include=spec.model_fields_set) if isinstance(spec, SectionBudget) else spec
+            merged[name] = SectionBudget(**{**merged[name].model_dump(), **given})
         if not merged["query"].required:
             raise InvalidInputError(_QUERY_REQUIRED)
         return cls(

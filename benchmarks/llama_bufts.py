@@ -42,11 +42,11 @@ def main(argv: list[str]) -> dict[str, object]:
     n_tokens = 128 if quick else 512
     smol = default_gguf_path()
     f16 = convert_gguf(smol, "f16")
-    files = {"q4_1 (shipped)": smol, "f16": f16, "bf16": convert_gguf(smol, "bf16")}
+    files = {"q4_1": smol, "f16": f16, "bf16": convert_gguf(smol, "bf16")}
     for kind in ("q8_0", "q4_0", "q4_k_m"):
         files[kind] = convert_gguf(f16, kind)  # type: ignore[arg-type]
     if quick:
-        files = {k: files[k] for k in ("q4_1 (shipped)", "f16")}
+        files = {k: files[k] for k in ("q4_1", "f16")}
     out: dict[str, object] = {"prefill_tokens": n_tokens, "reps": reps}
     for kind, path in files.items():
         decision = extra_bufts_decision(path)

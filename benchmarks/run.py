@@ -100,6 +100,11 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("simulated_cost_ratio_anthropic", "naive layout on Anthropic", "—"),
         ("simulated_cost_ratio_openai", "naive layout on OpenAI", "—"),
     ],
+    "llama_bufts": [
+        ("f16.off_over_on", "llama.cpp extra buffer types on (prefill tokens/s off / on)", "—"),
+        ("bf16.off_over_on", "llama.cpp extra buffer types on (prefill tokens/s off / on)", "—"),
+        ("q4_k_m.off_over_on", "llama.cpp extra buffer types on, where they run", "—"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),

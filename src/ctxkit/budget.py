@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 from ctxkit.models import get_model
 
@@ -22,7 +23,7 @@ __all__ = ["SECTION_NAMES", "Budget", "SectionBudget"]
 SECTION_NAMES: tuple[str, ...] = ("system", "tools", "examples", "memory", "history", "retrieved", "query")
 
 
-class SectionBudget(BaseModel):
+class SectionBudget(CtxkitModel):
     """How much one section may take and how urgently it is served."""
 
     model_config = ConfigDict(frozen=True)
@@ -60,7 +61,7 @@ def _default_sections() -> dict[str, SectionBudget]:
     }
 
 
-class Budget(BaseModel):
+class Budget(CtxkitModel):
     """The token budget of one call.
 
     The input limit is ``context_window - output_reserve``, lowered further by

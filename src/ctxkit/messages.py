@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ctxkit._model import CtxkitModel
 
 __all__ = ["Chunk", "Message", "Role", "ToolCall", "ToolSpec", "canonical_json"]
 
@@ -17,7 +19,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class ToolCall(BaseModel):
+class ToolCall(CtxkitModel):
     """One call of a tool made by the assistant; ``arguments`` is the JSON text the model emitted."""
 
     model_config = ConfigDict(frozen=True)
@@ -27,7 +29,7 @@ class ToolCall(BaseModel):
     arguments: str = "{}"
 
 
-class ToolSpec(BaseModel):
+class ToolSpec(CtxkitModel):
     """A tool the model may call: name, description and a JSON-schema of its parameters."""
 
     model_config = ConfigDict(frozen=True)
@@ -46,7 +48,7 @@ class ToolSpec(BaseModel):
         return {"name": self.name, "description": self.description, "input_schema": self.parameters}
 
 
-class Message(BaseModel):
+class Message(CtxkitModel):
     """A chat message.
 
     An assistant message may carry ``tool_calls``; each must be answered by a
@@ -128,7 +130,7 @@ class Message(BaseModel):
         return out
 
 
-class Chunk(BaseModel):
+class Chunk(CtxkitModel):
     """A retrieved piece of text with its relevance score and where it came from.
 
     ``score`` is higher-is-better; packing maximizes the total score that fits.

@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import UnknownNameError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ _TOOLS_ONLY: frozenset[Capability] = frozenset({"tools"})
 _TOOLS_JSON: frozenset[Capability] = frozenset({"tools", "json"})
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(CtxkitModel):
     """Static facts about a model."""
 
     model_config = ConfigDict(frozen=True)

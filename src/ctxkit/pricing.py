@@ -34,8 +34,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.usage import Usage
 
@@ -65,7 +66,7 @@ def _dec(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-class _Rates(BaseModel):
+class _Rates(CtxkitModel):
     """Prices per million tokens for each bucket (``None``: not published)."""
 
     model_config = ConfigDict(frozen=True)
@@ -137,7 +138,7 @@ class ModelPrice(_Rates):
         return self.breakdown(usage).total
 
 
-class CostBreakdown(BaseModel):
+class CostBreakdown(CtxkitModel):
     """Cost of one usage per bucket; ``total`` is ``None`` if any bucket is unknown."""
 
     model_config = ConfigDict(frozen=True)

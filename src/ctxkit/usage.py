@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from ctxkit._model import CtxkitModel
 
 __all__ = ["Usage"]
 
 
-class Usage(BaseModel):
+class Usage(CtxkitModel):
     """Token counts of one call (or a sum of calls)."""
 
     model_config = ConfigDict(frozen=True)

@@ -28,8 +28,9 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
 from ctxkit.compress.scorer import TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.spans import FORCE_KINDS, force_mask, force_spans, strip_keep_tags
@@ -47,7 +48,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-class Section(BaseModel):
+class Section(CtxkitModel):
     """A part of a prompt for the budget controller.
 
     ``rate=None`` lets the controller choose; a number fixes it (``1.0`` keeps the
@@ -63,7 +64,7 @@ class Section(BaseModel):
     weight: float = Field(default=1.0, gt=0.0)
 
 
-class PrunedSections(BaseModel):
+class PrunedSections(CtxkitModel):
     """The result of :meth:`TokenPruner.compress_sections`: the joined text and one result per section."""
 
     model_config = ConfigDict(frozen=True)

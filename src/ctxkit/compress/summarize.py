@@ -35,8 +35,9 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly import group_turns
 from ctxkit.compress.trim import is_mandatory_turn
 from ctxkit.errors import BackendError, InvalidInputError
@@ -315,7 +316,7 @@ class ExtractiveSummarizer(BaseSummarizer):
         return "\n".join(sents[i] for i in sorted(chosen))
 
 
-class CompactionTrigger(BaseModel):
+class CompactionTrigger(CtxkitModel):
     """When to compact: any condition that is set and met fires.
 
     ``max_tokens`` — the rendered history has more tokens; ``max_share`` with
@@ -347,7 +348,7 @@ class CompactionTrigger(BaseModel):
         return self.max_turns is not None and turns > self.max_turns
 
 
-class SummaryEpoch(BaseModel):
+class SummaryEpoch(CtxkitModel):
     """One compaction: the summary text and what it covered."""
 
     model_config = ConfigDict(frozen=True)

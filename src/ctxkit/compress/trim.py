@@ -25,9 +25,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from ctxkit._lru import LRUCache
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly import group_turns
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
@@ -58,7 +59,7 @@ class HistoryPolicy(Protocol):
     def apply(self, history: Sequence[Message]) -> list[Message]: ...
 
 
-class TrimReport(BaseModel):
+class TrimReport(CtxkitModel):
     """What a policy did: messages and tokens before and after, what it dropped and cut."""
 
     model_config = ConfigDict(frozen=True)

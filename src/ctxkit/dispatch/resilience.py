@@ -7,14 +7,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import BackendError
 
 __all__ = ["CircuitBreaker", "RetryPolicy"]
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(CtxkitModel):
     """When and how long to wait before trying a backend again.
 
     Only errors with ``retryable=True`` are retried (429, 5xx, timeouts, connection

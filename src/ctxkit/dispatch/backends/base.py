@@ -14,8 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly.prompt import AssembledPrompt
 from ctxkit.dispatch.result import Result, StreamEvent
 from ctxkit.errors import InvalidInputError, UnknownNameError
@@ -28,7 +29,7 @@ __all__ = ["Backend", "BaseBackend", "PromptLike", "Request", "as_request", "est
 CacheSpec = Literal["auto", "none"] | tuple[int, ...]
 
 
-class Request(BaseModel):
+class Request(CtxkitModel):
     """One call to a model, independent of the provider.
 
     ``cache`` says where the cacheable prefix ends: ``"auto"`` marks the end of the

@@ -37,7 +37,7 @@ def invalid_input(what: str, exc: ValidationError) -> InvalidInputError:
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         shown = ""
         if "input" in e and not any(isinstance(p, str) and is_secret_key(p) for p in loc) and loc:
-            text = repr(e["input"])
+            text = redact_text(repr(e["input"]))  # scrubbed before it is cut, so no secret is left half-shown
             shown = f" (got {text if len(text) <= 80 else text[:77] + '...'})"
         lines.append(f"{_loc(loc)}: {msg}{shown}" if loc else msg)
     more = f"; and {len(errors) - _SHOWN} more" if len(errors) > _SHOWN else ""
@@ -57,7 +57,10 @@ class CtxkitModel(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise invalid_input(type(self).__name__, exc) from None
+            err = invalid_input(type(self).__name__, exc)
+        else:
+            return
+        raise err  # outside the except block: the ValidationError (raw input) is not kept as __context__
 
     # pydantic treats this __init__ as its own: nested models keep the fast validation path
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
@@ -67,14 +70,16 @@ class CtxkitModel(BaseModel):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
-            raise invalid_input(cls.__name__, exc) from None
+            err = invalid_input(cls.__name__, exc)
+        raise err
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
         except ValidationError as exc:
-            raise invalid_input(cls.__name__, exc) from None
+            err = invalid_input(cls.__name__, exc)
+        raise err
 
     def __repr__(self) -> str:
         return redact_text(super().__repr__())

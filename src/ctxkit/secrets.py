@@ -122,7 +122,7 @@ _SHAPES = [
     r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",  # GitHub
     r"glpat-[A-Za-z0-9_\-]{20,}",  # GitLab
     r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack
-    r"AIza[0-9A-Za-z_\-]{35}",  # Google
+    r"AIza[0-9A-Za-z_\-]{35,}",  # Google
     r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
     r"(?:gsk|pplx|r8|npm|nvapi|xai|fw|pk-lf|sk-lf)[-_][A-Za-z0-9_\-]{20,}",  # Groq, Perplexity, Replicate, ...
 ]
@@ -135,7 +135,7 @@ _FIELD = re.compile(
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
     r"|(?:(?i:bearer|basic|digest|token)\s+)?[^\s\"',;&}\])>]+)"
 )
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@'\"]*):(?P<pw>[^@\s/'\"]+)@")
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*:/{1,2}[^/\s:@'\"]*):(?P<pw>[^@\s/'\"]+)@")
 _NUMBER = re.compile(r"[\"']?-?\d+(\.\d+)?([eE][-+]?\d+)?[\"']?")
 _ENV_SECRET = re.compile(r"(API_?KEY|_TOKEN|_SECRET|_PASSWORD|_PASSPHRASE)$", re.IGNORECASE)
 

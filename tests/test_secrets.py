@@ -42,7 +42,8 @@ SHAPED = {
     "openrouter": "sk-or-v1-" + "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978",
     "azure_hex": "7c4f0d2e9a1b8c3d6e5f4a3b2c1d0e9f",
     "azure_hex_upper": "A1B2C3D4E5F60718293A4B5C6D7E8F90",
-    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwbGFudGVkIiwiaWF0IjoxNzAwMDAwMDAwfQ.c2lnbmF0dXJlUGxhbnRlZDAx",
+    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    + "eyJzdWIiOiJwbGFudGVkIiwiaWF0IjoxNzAwMDAwMDAwfQ.c2lnbmF0dXJlUGxhbnRlZDAx",
     "aws": "AKIA" + "PLANTED0KEY0ABCD",
     "github": "ghp_" + "Pl4ntedGitHubTokenAbCdEfGhIjKlMnOpQrSt",
     "github_pat": "github_pat_" + "11PLANTED0abcdefghijklmnopqrstuvwxyz0123456789",

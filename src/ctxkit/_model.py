@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ctxkit.errors import InvalidInputError
 from ctxkit.secrets import is_secret_key, redact_text
@@ -38,8 +38,8 @@ def invalid_input(what: str, exc: ValidationError) -> InvalidInputError:
         shown = ""
         if "input" in e and not any(isinstance(p, str) and is_secret_key(p) for p in loc) and loc:
             text = redact_text(repr(e["input"]))  # scrubbed before it is cut, so no secret is left half-shown
-            shown = f" (got {text if len(text) <= 80 else text[:77] + '...'})"
-        lines.append(f"{_loc(loc)}: {msg}{shown}" if loc else msg)
+            shown = f", got {text if len(text) <= 80 else text[:77] + '...'}"
+        lines.append(f"{msg} (field {_loc(loc)}{shown})" if loc else msg)
     more = f"; and {len(errors) - _SHOWN} more" if len(errors) > _SHOWN else ""
     err = InvalidInputError(f"invalid {what}: " + "; ".join(lines) + more + ". Fix the field(s) named here.")
     err.errors = tuple(
@@ -50,6 +50,9 @@ def invalid_input(what: str, exc: ValidationError) -> InvalidInputError:
 
 class CtxkitModel(BaseModel):
     """A pydantic model whose validation errors are ctxkit's :class:`InvalidInputError` and whose repr is scrubbed."""
+
+    # a misspelt field (Usage(input_token=5)) is an error, not a silently ignored keyword
+    model_config = ConfigDict(extra="forbid")
 
     _ctxkit_model: ClassVar[bool] = True
 

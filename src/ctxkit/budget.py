@@ -10,6 +10,7 @@ section must fit whole, or assembly raises :class:`SectionOverBudgetError`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
@@ -113,12 +114,20 @@ class Budget(CtxkitModel):
         sections: dict[str, SectionBudget | dict[str, Any]] | None = None,
     ) -> Budget:
         """A budget for a registered model; the output reserve defaults to min(max_output, 4096)."""
+        if not isinstance(model, str):
+            raise InvalidInputError(f"Budget.for_model takes a model name (str), not {type(model).__name__}")
         info = get_model(model)
         reserve = min(info.max_output, 4096) if output_reserve is None else output_reserve
         merged = _default_sections()
+        if sections is not None and not isinstance(sections, Mapping):
+            raise InvalidInputError(f"sections must map section names to budgets, not {type(sections).__name__}")
         for name, spec in (sections or {}).items():
             if name not in SECTION_NAMES:
                 raise InvalidInputError(f"unknown section {name!r}; sections are {list(SECTION_NAMES)}")
+            if not isinstance(spec, SectionBudget | Mapping):
+                raise InvalidInputError(
+                    f"section {name!r} takes a SectionBudget or a dict of its fields, not {type(spec).__name__}"
+                )
             merged[name] = (
                 spec if isinstance(spec, SectionBudget) else SectionBudget(**{**merged[name].model_dump(), **spec})
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -98,14 +99,34 @@ class Message(CtxkitModel):
 
     @classmethod
     def from_openai(cls, data: dict[str, Any]) -> Message:
-        """Build from an OpenAI chat-completions message dict."""
+        """Build from an OpenAI chat-completions message dict.
+
+        Raises :class:`~ctxkit.errors.InvalidInputError` naming the missing or malformed field.
+        """
+        from ctxkit.errors import InvalidInputError
+
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"Message.from_openai takes a message dict, not {type(data).__name__}")
+        if "role" not in data:
+            raise InvalidInputError("an OpenAI message needs a 'role' (system, developer, user, assistant or tool)")
         content = data.get("content") or ""
         if isinstance(content, list):  # content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        calls = [
-            ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
-            for c in data.get("tool_calls") or []
-        ]
+            parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+            if not all(isinstance(p, str) for p in parts):
+                raise InvalidInputError("the 'text' of each content part must be a string")
+            content = "".join(parts)
+        raw_calls = data.get("tool_calls") or []
+        if not isinstance(raw_calls, list | tuple):
+            raise InvalidInputError(f"'tool_calls' must be a list, not {type(raw_calls).__name__}")
+        calls = []
+        for i, c in enumerate(raw_calls):
+            fn = c.get("function") if isinstance(c, Mapping) else None
+            if not isinstance(c, Mapping) or "id" not in c or not isinstance(fn, Mapping) or "name" not in fn:
+                raise InvalidInputError(
+                    f"tool_calls[{i}] must look like {{'id': ..., 'type': 'function', 'function': "
+                    "{'name': ..., 'arguments': '<json>'}}"
+                )
+            calls.append(ToolCall(id=c["id"], name=fn["name"], arguments=fn.get("arguments") or "{}"))
         return cls(
             role=data["role"],
             content=content,

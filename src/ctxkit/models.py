@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.errors import UnknownNameError
+from ctxkit.errors import InvalidInputError, UnknownNameError
 
 if TYPE_CHECKING:
     from ctxkit.pricing import ModelPrice
@@ -139,6 +139,8 @@ def get_model(name: str) -> ModelInfo:
 
     A ``provider:`` prefix (``openai:gpt-4o``) is accepted and ignored for lookup.
     """
+    if not isinstance(name, str):
+        raise InvalidInputError(f"a model name is a str such as 'gpt-4o', not {type(name).__name__}")
     key = name.split(":", 1)[1] if ":" in name and not name.startswith(("gguf", "llamacpp")) else name
     with _lock:
         info = _registry.get(key)

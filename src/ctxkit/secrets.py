@@ -75,7 +75,7 @@ _SECRET_WORDS = frozenset(
     }
 )
 _SECRET_PARTS = ("apikey", "secret", "password", "passwd", "passphrase", "credential", "authorization", "privatekey")
-_NOT_KEYS = frozenset({"monkey", "turkey", "hockey", "jockey", "donkey", "whiskey", "hotkey"})
+_NOT_KEYS = frozenset({"monkey", "turkey", "hockey", "jockey", "donkey", "whiskey", "hotkey", "tiktoken"})
 # names that hold counts, tokenizer names or lookup keys, not credentials
 _SAFE_NAME = re.compile(
     r"(^|_)(\w*tokens|tokeniz\w*|keywords?|keys?_?(id|ids|name|names|path|field|type|count))(_|$)"
@@ -106,9 +106,9 @@ def is_secret_key(key: str) -> bool:
     joined = "".join(words)
     if any(p in joined for p in _SECRET_PARTS):
         return True
-    return any(
-        (w.endswith("token") or (w.endswith("key") and w not in _NOT_KEYS)) and len(w) > 3 for w in words
-    ) or any(w.startswith("auth") and not w.startswith("author") for w in words)
+    return any(w not in _NOT_KEYS and w.endswith(("token", "key")) and len(w) > 3 for w in words) or any(
+        w.startswith("auth") and not w.startswith("author") for w in words
+    )
 
 
 # ---------------------------------------------------------------------- text shapes
@@ -131,11 +131,13 @@ _SHAPE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}|" + _B + "(?:" + "|".join(_SHAPES) 
 _AUTH_SCHEME = re.compile(r"\b(?:[Bb]earer|BEARER|Basic|Digest|Token|ApiKey)\s+[A-Za-z0-9._~+/=\-]{8,}")
 # a credential-named field followed by its value: headers, JSON, Python reprs, keyword args, query strings
 _FIELD = re.compile(
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<q1>[\"']?)(?P<sep>\s*[:=]\s*)"
+    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<q1>[\"']?)(?P<sep>\s*[:=]\s*)"
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-    r"|(?:(?i:bearer|basic|digest|token)\s+)?[^\s\"',;&}\])>]+)"
+    r"|(?:(?i:bearer|basic|digest|token)\s+)?[^\s\"',;&}\])>:=]+)"
 )
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*:/{1,2}[^/\s:@'\"]*):(?P<pw>[^@\s/'\"]+)@")
+_USERINFO = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*:/{1,2}[^/\s:@'\"]*):(?P<pw>[^@\s/'\"]+)@"
+)
 _NUMBER = re.compile(r"[\"']?-?\d+(\.\d+)?([eE][-+]?\d+)?[\"']?")
 _ENV_SECRET = re.compile(r"(API_?KEY|_TOKEN|_SECRET|_PASSWORD|_PASSPHRASE)$", re.IGNORECASE)
 
@@ -158,13 +160,23 @@ def _known_secrets() -> list[str]:
     return sorted({*env, *extra}, key=len, reverse=True)
 
 
-def _field(m: re.Match[str]) -> str:
-    name, value = m.group("name"), m.group("value")
-    if not is_secret_key(name) or _NUMBER.fullmatch(value) or value.strip("'\"") == REDACTED:
-        # not a credential: look inside the value (a URL's query string, a nested repr)
-        return f"{name}{m.group('q1')}{m.group('sep')}{_FIELD.sub(_field, value)}"
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    return f"{name}{m.group('q1')}{m.group('sep')}{quote}{REDACTED}{quote}"
+def _scrub_fields(text: str) -> str:
+    """Replace the values of credential-named fields; other values are scanned in turn (a URL's query string)."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        m = _FIELD.search(text, pos)
+        if m is None:
+            out.append(text[pos:])
+            return "".join(out)
+        name, value = m.group("name"), m.group("value")
+        if not is_secret_key(name) or _NUMBER.fullmatch(value) or value.strip("'\"") == REDACTED:
+            out.append(text[pos : m.start("value")])  # not a credential: go on from the start of its value
+            pos = m.start("value")
+            continue
+        quote = value[0] if value[:1] in ("'", '"') else ""
+        out.append(f"{text[pos : m.start('value')]}{quote}{REDACTED}{quote}")
+        pos = m.end("value")
 
 
 def redact_text(text: str) -> str:
@@ -175,7 +187,7 @@ def redact_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _USERINFO.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
-    text = _FIELD.sub(_field, text)
+    text = _scrub_fields(text)
     text = _AUTH_SCHEME.sub(REDACTED, text)
     return _SHAPE.sub(REDACTED, text)
 

@@ -50,7 +50,8 @@ def contract(entry: str, fn: Callable[[], object]) -> None:
         try:
             fn()
         except CtxkitError as exc:
-            assert str(exc), f"{entry}: a CtxkitError with an empty message"
+            if not str(exc):
+                raise AssertionError(f"{entry}: a CtxkitError with an empty message") from exc
         except Exception as exc:
             kind = f"{entry}: {type(exc).__name__}"
             ESCAPED[kind] += 1

@@ -114,7 +114,7 @@ class Usage(CtxkitModel):
         )
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+    def from_openai(cls, usage: Mapping[str, Any]) -> Usage:
         """From an OpenAI ``usage`` object (cached tokens are inside the prompt/input count).
 
         Accepts the chat-completions shape (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
@@ -141,7 +141,7 @@ class Usage(CtxkitModel):
         )
 
     @classmethod
-    def from_anthropic(cls, usage: dict[str, Any]) -> Usage:
+    def from_anthropic(cls, usage: Mapping[str, Any]) -> Usage:
         """From an Anthropic Messages ``usage`` object (its input_tokens exclude cache reads and writes).
 
         The optional ``cache_creation`` object (``ephemeral_5m_input_tokens``,
@@ -163,7 +163,7 @@ class Usage(CtxkitModel):
         )
 
     @classmethod
-    def from_langchain(cls, usage_metadata: dict[str, Any]) -> Usage:
+    def from_langchain(cls, usage_metadata: Mapping[str, Any]) -> Usage:
         """From a LangChain ``AIMessage.usage_metadata`` (``input_tokens`` there already includes cached tokens).
 
         ``input_token_details.cache_read`` / ``cache_creation`` and ``output_token_details.reasoning``

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field
@@ -413,10 +413,26 @@ def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise InvalidInputError(f"plan_cache got unknown options {unknown}; known: {sorted(known)}")
+    for name, kind in (("prices", CachePrices), ("rules", CacheRules), ("counter", ChatCounter)):
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidInputError(f"plan_cache's {name} must be a {kind.__name__}, not {type(value).__name__}")
+    stability = kwargs.get("stability")
+    if stability is not None and not isinstance(stability, Mapping):
+        raise InvalidInputError(f"stability must map sections to Stability classes, not {type(stability).__name__}")
+    if "cache_key" in kwargs and kwargs["cache_key"] is not None and not isinstance(kwargs["cache_key"], str):
+        raise InvalidInputError(f"cache_key must be a str, not {type(kwargs['cache_key']).__name__}")
     _gaps(kwargs.get("remaining_calls", 10), kwargs.get("interval_s", 60.0))
     if kwargs.get("static_interval_s") is not None:
         _gaps(kwargs.get("remaining_calls", 10), kwargs["static_interval_s"])
     provider = _provider_of(prompt.model)
+    only = {"anthropic": ("cache_key",), "openai": ("static_interval_s", "may_be_cached")}.get(provider, ())
+    misplaced = sorted(k for k in only if k in kwargs)
+    if misplaced:
+        raise InvalidInputError(
+            f"plan_cache for {prompt.model!r} ({provider}) does not take {misplaced}; "
+            "cache_key is an OpenAI option, static_interval_s and may_be_cached are Anthropic options"
+        )
     if provider == "anthropic":
         return plan_anthropic(prompt, **kwargs)
     if provider == "openai":

@@ -26,7 +26,15 @@ from ctxkit import Budget, Chunk, Message, SectionBudget, ToolCall, ToolSpec, Us
 from ctxkit.assembly import Assembler
 from ctxkit.cache import plan_cache
 from ctxkit.cli import messages_from_request
-from ctxkit.compress import KeepLastTurns, TokenPruner, TokenWindow, TrimPipeline, TruncateToolOutputs
+from ctxkit.compress import (
+    ExtractiveSummarizer,
+    KeepLastTurns,
+    SentenceFilter,
+    TokenPruner,
+    TokenWindow,
+    TrimPipeline,
+    TruncateToolOutputs,
+)
 from ctxkit.compress.trim import CompressOlderTurns
 from ctxkit.dispatch import CircuitBreaker, Dispatcher, RetryPolicy
 from ctxkit.dispatch.backends.base import Request
@@ -467,6 +475,13 @@ def test_trimming_policies(n: Any, marker: Any, keep: Any, counter: Any, history
     contract("TruncateToolOutputs", lambda: TruncateToolOutputs(n, marker=marker, keep=keep).apply(history))
     contract("TrimPipeline", lambda: TrimPipeline([KeepLastTurns(2), n]).apply(history))
     contract("CompressOlderTurns", lambda: CompressOlderTurns(_Upper(), **kw).apply(history))
+    contract("SentenceFilter()", lambda: SentenceFilter(kw.get("roles"), tokenizer=counter))
+    contract(
+        "ExtractiveSummarizer()",
+        lambda: ExtractiveSummarizer(
+            tokenizer=counter, threshold=kw.get("rate", 0.1), damping=kw.get("min_chars", 0.85)
+        ),
+    )
     contract(
         "TokenPruner()",
         lambda: TokenPruner(

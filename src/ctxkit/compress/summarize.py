@@ -251,6 +251,11 @@ class ExtractiveSummarizer(BaseSummarizer):
         threshold: float = 0.1,
         damping: float = 0.85,
     ) -> None:
+        if embedder is not None and not callable(getattr(embedder, "embed", None)):
+            raise InvalidInputError(f"embedder must be an Embedder (with embed()), not {type(embedder).__name__}")
+        for name, value, low, high in (("threshold", threshold, -1.0, 1.0), ("damping", damping, 0.0, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InvalidInputError(f"{name} must be a number in [{low}, {high}], got {value!r}")
         self._embedder = embedder
         self.tokenizer = get_tokenizer(tokenizer)
         self.threshold = threshold

@@ -413,7 +413,10 @@ def test_ledger_construction_load_and_report(
     contract("WorkflowBudget", lambda: WorkflowBudget(**{k: v for k, v in kw.items() if k == "budgets"}))
 
 
-@given(values=maybe(st.lists(number, max_size=6)), q=maybe(number))
+@given(
+    values=maybe(st.lists(st.one_of(number, st.decimals(allow_nan=False, allow_infinity=False)), max_size=6)),
+    q=maybe(number),
+)
 def test_percentile(values: Any, q: Any) -> None:
     def run() -> None:
         out = percentile(values, q)

@@ -38,7 +38,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     values = list(values)
     if not values:
         return None
-    if not all(isinstance(v, int | float | Decimal) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
         raise InvalidInputError(
             "percentile needs finite numbers; drop the missing (None/NaN) and infinite values first"
         )
@@ -46,7 +46,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     pos = (len(xs) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    if lo == hi:
+        return xs[lo]  # exactly a data point
+    frac = pos - lo
+    # weighted form: no overflow between huge values; clamped so rounding never leaves [xs[lo], xs[hi]]
+    mixed = xs[lo] * (1.0 - frac) + xs[hi] * frac
+    return min(max(mixed, xs[lo]), xs[hi])
 
 
 def _sum_known(values: Iterable[Decimal | None]) -> tuple[Decimal, int]:

@@ -7,7 +7,6 @@ import tracemalloc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from ctxkit import Assembler, Budget, Chunk, Message, SectionBudget, ToolSpec
 from ctxkit.assembly.packing import EXACT_MAX_CELLS, knapsack_pack, pack
@@ -65,7 +64,7 @@ def test_a_non_required_query_is_refused_when_the_budget_is_built() -> None:
         Budget.for_model("gpt-4o", max_input_tokens=1000, sections={"query": {"required": False}})
     with pytest.raises(InvalidInputError, match="required=True"):
         Budget.for_model("gpt-4o", sections={"query": SectionBudget(priority=90, required=False)})
-    with pytest.raises(ValidationError, match="'query' section must be required"):
+    with pytest.raises(InvalidInputError, match="'query' section must be required"):
         Budget(context_window=1000, sections={"query": SectionBudget(priority=90, required=False)})
     assert Budget.for_model("gpt-4o", sections={"query": SectionBudget(priority=90, required=True)})
 
@@ -121,7 +120,7 @@ def test_random_section_settings_assemble_or_raise_a_budget_error(
 ) -> None:
     sections = {"system": system_spec, "tools": tools_spec, "retrieved": retrieved_spec}
     if sum(s.min_tokens for s in sections.values()) > limit:  # floors over the limit: refused when built
-        with pytest.raises(ValidationError, match="over the input limit"):
+        with pytest.raises(InvalidInputError, match="over the input limit"):
             Budget.for_model("gpt-4o", max_input_tokens=limit, output_reserve=0, sections=sections)
         return
     budget = Budget.for_model("gpt-4o", max_input_tokens=limit, output_reserve=0, sections=sections)

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from ctxkit.assembly import group_turns
 from ctxkit.compress import (
@@ -20,6 +19,7 @@ from ctxkit.compress import (
     Summarizer,
     render_transcript,
 )
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolCall, canonical_json
 
 EXAMPLES = settings().max_examples  # the conftest profile (CTXKIT_HYPOTHESIS_EXAMPLES)
@@ -103,9 +103,9 @@ def test_prefix_is_byte_stable_between_and_across_compactions(
 
 
 def test_trigger_validation_and_fires() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError, match="at least one"):
         CompactionTrigger()
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError, match="window"):
         CompactionTrigger(max_share=0.5)
     t = CompactionTrigger(max_share=0.5, window=1000, max_turns=3)
     assert t.fires(tokens=501, turns=0) and not t.fires(tokens=500, turns=3) and t.fires(tokens=0, turns=4)

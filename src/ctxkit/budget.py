@@ -12,10 +12,12 @@ record). ``query`` is always required: a budget that says otherwise is refused.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 from ctxkit.models import get_model
 
@@ -24,7 +26,7 @@ __all__ = ["SECTION_NAMES", "Budget", "SectionBudget"]
 SECTION_NAMES: tuple[str, ...] = ("system", "tools", "examples", "memory", "history", "retrieved", "query")
 
 
-class SectionBudget(BaseModel):
+class SectionBudget(CtxkitModel):
     """How much one section may take and how urgently it is served."""
 
     model_config = ConfigDict(frozen=True)
@@ -69,7 +71,7 @@ def _default_sections() -> dict[str, SectionBudget]:
     }
 
 
-class Budget(BaseModel):
+class Budget(CtxkitModel):
     """The token budget of one call.
 
     The input limit is ``context_window - output_reserve``, lowered further by
@@ -128,12 +130,20 @@ class Budget(BaseModel):
         sections: dict[str, SectionBudget | dict[str, Any]] | None = None,
     ) -> Budget:
         """A budget for a registered model; the output reserve defaults to min(max_output, 4096)."""
+        if not isinstance(model, str):
+            raise InvalidInputError(f"Budget.for_model takes a model name (str), not {type(model).__name__}")
         info = get_model(model)
         reserve = min(info.max_output, 4096) if output_reserve is None else output_reserve
         merged = _default_sections()
+        if sections is not None and not isinstance(sections, Mapping):
+            raise InvalidInputError(f"sections must map section names to budgets, not {type(sections).__name__}")
         for name, spec in (sections or {}).items():
             if name not in SECTION_NAMES:
                 raise InvalidInputError(f"unknown section {name!r}; sections are {list(SECTION_NAMES)}")
+            if not isinstance(spec, SectionBudget | Mapping):
+                raise InvalidInputError(
+                    f"section {name!r} takes a SectionBudget or a dict of its fields, not {type(spec).__name__}"
+                )
             # only the settings given override the section's defaults (as in the model validator)
             given = spec.model_dump(include=spec.model_fields_set) if isinstance(spec, SectionBudget) else spec
             merged[name] = SectionBudget(**{**merged[name].model_dump(), **given})

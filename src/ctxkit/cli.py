@@ -22,19 +22,33 @@ def messages_from_request(data: dict[str, Any]) -> tuple[list[Message], list[Too
     """Messages and tools of a request body in OpenAI chat or Anthropic Messages format."""
     if not isinstance(data, dict) or "messages" not in data:
         raise InvalidInputError("the request JSON needs a 'messages' list (OpenAI chat or Anthropic Messages format)")
+    try:
+        return _parse_request(data)
+    except CtxkitError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"the request JSON is not an OpenAI chat or Anthropic Messages body ({type(exc).__name__}: {exc}); "
+            "check its 'messages', 'system' and 'tools' against the provider's format"
+        ) from exc
+
+
+def _parse_request(data: dict[str, Any]) -> tuple[list[Message], list[ToolSpec]]:
     messages: list[Message] = []
     tools: list[ToolSpec] = []
     system = data.get("system")
     if system:
-        text = system if isinstance(system, str) else "".join(b.get("text", "") for b in system)
+        text = system if isinstance(system, str) else "".join(_text(b) for b in _blocks(system, "system"))
         messages.append(Message.system(text))
-    for raw in data["messages"]:
+    for raw in _blocks(data["messages"], "messages"):
         content = raw.get("content")
-        if isinstance(content, list) and any(b.get("type") in ("tool_use", "tool_result") for b in content):
-            messages.extend(_anthropic_blocks(raw["role"], content))
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result") for b in content
+        ):
+            messages.extend(_anthropic_blocks(raw.get("role", ""), _blocks(content, "content")))
         else:
             messages.append(Message.from_openai(raw))
-    for t in data.get("tools") or []:
+    for t in _blocks(data.get("tools") or [], "tools"):
         if "function" in t:
             f = t["function"]
             tools.append(
@@ -45,6 +59,20 @@ def messages_from_request(data: dict[str, Any]) -> tuple[list[Message], list[Too
                 ToolSpec(name=t["name"], description=t.get("description", ""), parameters=t.get("input_schema") or {})
             )
     return messages, tools
+
+
+def _blocks(value: Any, where: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects, or an InvalidInputError naming ``where``."""
+    if not isinstance(value, list) or not all(isinstance(b, dict) for b in value):
+        raise InvalidInputError(f"the request's {where!r} must be a list of JSON objects")
+    return value
+
+
+def _text(block: dict[str, Any]) -> str:
+    text = block.get("text", "")
+    if not isinstance(text, str):
+        raise InvalidInputError("a text block's 'text' must be a string")
+    return text
 
 
 def _anthropic_blocks(role: str, blocks: list[dict[str, Any]]) -> list[Message]:

@@ -17,6 +17,8 @@ that happen at run time on valid code (a budget that cannot fit, a backend down)
 
 Every message says what to do next. Third-party exceptions are mapped onto this
 tree at the boundary that calls the third party, and chained with ``from``.
+Every message is scrubbed of secrets (:func:`ctxkit.secrets.redact_text`) when the
+error is made, so API keys never reach a traceback or a log through ctxkit's errors.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ __all__ = [
 
 
 class CtxkitError(Exception):
-    """Root of every error raised by ctxkit."""
+    """Root of every error raised by ctxkit; its text arguments are scrubbed of secrets."""
+
+    def __init__(self, *args: object) -> None:
+        from ctxkit.secrets import redact_text
+
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(CtxkitError):
@@ -75,7 +82,12 @@ class UnknownNameError(UsageError, KeyError):
 
 
 class InvalidInputError(UsageError, ValueError):
-    """An input value is malformed; the message names the field and the fix."""
+    """An input value is malformed; the message names the field and the fix.
+
+    ``errors`` lists the failed checks (``loc``, ``msg``, ``type``) when the input was a pydantic model's.
+    """
+
+    errors: tuple[dict[str, object], ...] = ()
 
 
 class ResourceError(CtxkitError):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ctxkit._model import CtxkitModel
 
 __all__ = ["Chunk", "Message", "Role", "ToolCall", "ToolSpec", "canonical_json"]
 
@@ -17,7 +20,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class ToolCall(BaseModel):
+class ToolCall(CtxkitModel):
     """One call of a tool made by the assistant; ``arguments`` is the JSON text the model emitted."""
 
     model_config = ConfigDict(frozen=True)
@@ -27,7 +30,7 @@ class ToolCall(BaseModel):
     arguments: str = "{}"
 
 
-class ToolSpec(BaseModel):
+class ToolSpec(CtxkitModel):
     """A tool the model may call: name, description and a JSON-schema of its parameters."""
 
     model_config = ConfigDict(frozen=True)
@@ -46,7 +49,7 @@ class ToolSpec(BaseModel):
         return {"name": self.name, "description": self.description, "input_schema": self.parameters}
 
 
-class Message(BaseModel):
+class Message(CtxkitModel):
     """A chat message.
 
     An assistant message may carry ``tool_calls``; each must be answered by a
@@ -96,14 +99,34 @@ class Message(BaseModel):
 
     @classmethod
     def from_openai(cls, data: dict[str, Any]) -> Message:
-        """Build from an OpenAI chat-completions message dict."""
+        """Build from an OpenAI chat-completions message dict.
+
+        Raises :class:`~ctxkit.errors.InvalidInputError` naming the missing or malformed field.
+        """
+        from ctxkit.errors import InvalidInputError
+
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"Message.from_openai takes a message dict, not {type(data).__name__}")
+        if "role" not in data:
+            raise InvalidInputError("an OpenAI message needs a 'role' (system, developer, user, assistant or tool)")
         content = data.get("content") or ""
         if isinstance(content, list):  # content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        calls = [
-            ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
-            for c in data.get("tool_calls") or []
-        ]
+            parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+            if not all(isinstance(p, str) for p in parts):
+                raise InvalidInputError("the 'text' of each content part must be a string")
+            content = "".join(parts)
+        raw_calls = data.get("tool_calls") or []
+        if not isinstance(raw_calls, list | tuple):
+            raise InvalidInputError(f"'tool_calls' must be a list, not {type(raw_calls).__name__}")
+        calls = []
+        for i, c in enumerate(raw_calls):
+            fn = c.get("function") if isinstance(c, Mapping) else None
+            if not isinstance(c, Mapping) or "id" not in c or not isinstance(fn, Mapping) or "name" not in fn:
+                raise InvalidInputError(
+                    f"tool_calls[{i}] must look like {{'id': ..., 'type': 'function', 'function': "
+                    "{'name': ..., 'arguments': '<json>'}}"
+                )
+            calls.append(ToolCall(id=c["id"], name=fn["name"], arguments=fn.get("arguments") or "{}"))
         return cls(
             role=data["role"],
             content=content,
@@ -128,7 +151,7 @@ class Message(BaseModel):
         return out
 
 
-class Chunk(BaseModel):
+class Chunk(CtxkitModel):
     """A retrieved piece of text with its relevance score and where it came from.
 
     ``score`` is higher-is-better; packing maximizes the total score that fits.

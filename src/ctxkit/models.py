@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from ctxkit.errors import UnknownNameError
+from ctxkit._model import CtxkitModel
+from ctxkit.errors import InvalidInputError, UnknownNameError
 
 if TYPE_CHECKING:
     from ctxkit.pricing import ModelPrice
@@ -32,7 +33,7 @@ _TOOLS_ONLY: frozenset[Capability] = frozenset({"tools"})
 _TOOLS_JSON: frozenset[Capability] = frozenset({"tools", "json"})
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(CtxkitModel):
     """Static facts about a model."""
 
     model_config = ConfigDict(frozen=True)
@@ -138,6 +139,8 @@ def get_model(name: str) -> ModelInfo:
 
     A ``provider:`` prefix (``openai:gpt-4o``) is accepted and ignored for lookup.
     """
+    if not isinstance(name, str):
+        raise InvalidInputError(f"a model name is a str such as 'gpt-4o', not {type(name).__name__}")
     key = name.split(":", 1)[1] if ":" in name and not name.startswith(("gguf", "llamacpp")) else name
     with _lock:
         info = _registry.get(key)

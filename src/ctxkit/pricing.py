@@ -34,8 +34,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.usage import Usage
 
@@ -65,7 +66,7 @@ def _dec(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-class _Rates(BaseModel):
+class _Rates(CtxkitModel):
     """Prices per million tokens for each bucket (``None``: not published)."""
 
     model_config = ConfigDict(frozen=True)
@@ -113,6 +114,10 @@ class ModelPrice(_Rates):
 
     def breakdown(self, usage: Usage) -> CostBreakdown:
         """Cost of ``usage`` per bucket (a bucket whose price is unknown and has tokens is ``None``)."""
+        if not isinstance(usage, Usage):
+            raise InvalidInputError(
+                f"usage must be a ctxkit.Usage (Usage.from_openai(...) builds one), not {type(usage).__name__}"
+            )
         rates = self.rates_for(usage)
 
         def part(tokens: int, price: Decimal | None) -> Decimal | None:
@@ -137,7 +142,7 @@ class ModelPrice(_Rates):
         return self.breakdown(usage).total
 
 
-class CostBreakdown(BaseModel):
+class CostBreakdown(CtxkitModel):
     """Cost of one usage per bucket; ``total`` is ``None`` if any bucket is unknown."""
 
     model_config = ConfigDict(frozen=True)
@@ -202,7 +207,7 @@ class PriceBook:
         as_of_raw = data.get("as_of")
         try:
             as_of = date.fromisoformat(as_of_raw) if as_of_raw else None
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"price book 'as_of' must be an ISO date (YYYY-MM-DD), got {as_of_raw!r}") from exc
         currency = str(data.get("currency", "USD"))
         prices: list[ModelPrice] = []
@@ -214,12 +219,24 @@ class PriceBook:
                 prices.append(ModelPrice.model_validate(fields))
             except ValidationError as exc:
                 raise InvalidInputError(f"bad price entry for model {name!r}: {exc}") from exc
-        sources = {str(k): [str(u) for u in v] for k, v in (data.get("sources") or {}).items()}
+        raw_sources = data.get("sources") or {}
+        if not isinstance(raw_sources, dict) or not all(
+            isinstance(v, list | tuple) and all(isinstance(u, str) for u in v) for v in raw_sources.values()
+        ):
+            raise InvalidInputError("price book 'sources' must map names to lists of URLs")
+        sources = {str(k): list(v) for k, v in raw_sources.items()}
+        prefixes = data.get("local_prefixes") or ("llamacpp", "gguf", "local")
+        if (
+            isinstance(prefixes, str)
+            or not isinstance(prefixes, list | tuple)
+            or not all(isinstance(p, str) for p in prefixes)
+        ):
+            raise InvalidInputError("price book 'local_prefixes' must be a list of strings such as ['llamacpp']")
         return cls(
             prices,
             as_of=as_of,
             sources=sources,
-            local_prefixes=tuple(data.get("local_prefixes") or ("llamacpp", "gguf", "local")),
+            local_prefixes=tuple(prefixes),
             use_model_registry=use_model_registry,
         )
 
@@ -287,6 +304,8 @@ class PriceBook:
 
     def get(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (see the class docstring for how ids resolve), or ``None``."""
+        if model is not None and not isinstance(model, str):
+            raise InvalidInputError(f"a model name is a str such as 'gpt-4o', not {type(model).__name__}")
         if not model:
             return None
         hit = self._exact(model)
@@ -345,6 +364,10 @@ class PriceBook:
 
     def cost(self, usage: Usage, model: str) -> Decimal | None:
         """Exact cost of ``usage`` on ``model``; ``None`` when the price is unknown (never 0)."""
+        if not isinstance(usage, Usage):
+            raise InvalidInputError(
+                f"usage must be a ctxkit.Usage (Usage.from_openai(...) builds one), not {type(usage).__name__}"
+            )
         price = self.get(model)
         return None if price is None else price.cost(usage)
 

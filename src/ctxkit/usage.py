@@ -15,14 +15,52 @@ price, 1-hour writes at 2x. ``cache_write_1h_tokens`` is the subset of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from ctxkit._model import CtxkitModel
+from ctxkit.errors import InvalidInputError
 
 __all__ = ["Usage"]
 
 
-class Usage(BaseModel):
+def _count(data: Mapping[str, Any], key: str) -> int:
+    """A token count from a provider payload: a non-negative int (``None``/missing is 0)."""
+    value = data.get(key)
+    if value is None:
+        return 0
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < 0:
+        raise InvalidInputError(
+            f"usage field {key!r} must be a token count (an int >= 0), got {value!r}; pass the provider's "
+            "usage object unchanged"
+        )
+    return int(value)
+
+
+def _obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"usage field {key!r} must be an object of token counts, not {type(value).__name__}")
+    return value
+
+
+def _payload(usage: Any, source: str) -> Mapping[str, Any]:
+    if isinstance(usage, Mapping):
+        return usage
+    dump = getattr(usage, "model_dump", None)  # the SDK's own usage object
+    if callable(dump):
+        data = dump()
+        if isinstance(data, Mapping):
+            return data
+    raise InvalidInputError(f"Usage.from_{source} takes the provider's usage dict, not {type(usage).__name__}")
+
+
+class Usage(CtxkitModel):
     """Token counts of one call (or a sum of calls)."""
 
     model_config = ConfigDict(frozen=True)
@@ -76,72 +114,75 @@ class Usage(BaseModel):
         )
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+    def from_openai(cls, usage: Mapping[str, Any]) -> Usage:
         """From an OpenAI ``usage`` object (cached tokens are inside the prompt/input count).
 
         Accepts the chat-completions shape (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
         ``completion_tokens_details.reasoning_tokens``) and the Responses API shape (``input_tokens``,
         ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``).
         """
+        usage = _payload(usage, "openai")
         if "prompt_tokens" not in usage and "input_tokens" in usage:
-            in_details = usage.get("input_tokens_details") or {}
-            o_details = usage.get("output_tokens_details") or {}
+            in_details = _obj(usage, "input_tokens_details")
+            o_details = _obj(usage, "output_tokens_details")
             return cls(
-                input_tokens=int(usage.get("input_tokens") or 0),
-                cache_read_tokens=int(in_details.get("cached_tokens") or 0),
-                output_tokens=int(usage.get("output_tokens") or 0),
-                reasoning_tokens=int(o_details.get("reasoning_tokens") or 0),
+                input_tokens=_count(usage, "input_tokens"),
+                cache_read_tokens=_count(in_details, "cached_tokens"),
+                output_tokens=_count(usage, "output_tokens"),
+                reasoning_tokens=_count(o_details, "reasoning_tokens"),
             )
-        details = usage.get("prompt_tokens_details") or {}
-        out_details = usage.get("completion_tokens_details") or {}
+        details = _obj(usage, "prompt_tokens_details")
+        out_details = _obj(usage, "completion_tokens_details")
         return cls(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            cache_read_tokens=int(details.get("cached_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+            input_tokens=_count(usage, "prompt_tokens"),
+            cache_read_tokens=_count(details, "cached_tokens"),
+            output_tokens=_count(usage, "completion_tokens"),
+            reasoning_tokens=_count(out_details, "reasoning_tokens"),
         )
 
     @classmethod
-    def from_anthropic(cls, usage: dict[str, Any]) -> Usage:
+    def from_anthropic(cls, usage: Mapping[str, Any]) -> Usage:
         """From an Anthropic Messages ``usage`` object (its input_tokens exclude cache reads and writes).
 
         The optional ``cache_creation`` object (``ephemeral_5m_input_tokens``,
         ``ephemeral_1h_input_tokens``) splits the writes by TTL.
         """
-        read = int(usage.get("cache_read_input_tokens") or 0)
-        write = int(usage.get("cache_creation_input_tokens") or 0)
-        split = usage.get("cache_creation") or {}
-        write_5m = int(split.get("ephemeral_5m_input_tokens") or 0)
-        write_1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+        usage = _payload(usage, "anthropic")
+        read = _count(usage, "cache_read_input_tokens")
+        write = _count(usage, "cache_creation_input_tokens")
+        split = _obj(usage, "cache_creation")
+        write_5m = _count(split, "ephemeral_5m_input_tokens")
+        write_1h = _count(split, "ephemeral_1h_input_tokens")
         write = max(write, write_5m + write_1h)
         return cls(
-            input_tokens=int(usage.get("input_tokens") or 0) + read + write,
+            input_tokens=_count(usage, "input_tokens") + read + write,
             cache_read_tokens=read,
             cache_write_tokens=write,
             cache_write_1h_tokens=write_1h,
-            output_tokens=int(usage.get("output_tokens") or 0),
+            output_tokens=_count(usage, "output_tokens"),
         )
 
     @classmethod
-    def from_langchain(cls, usage_metadata: dict[str, Any]) -> Usage:
+    def from_langchain(cls, usage_metadata: Mapping[str, Any]) -> Usage:
         """From a LangChain ``AIMessage.usage_metadata`` (``input_tokens`` there already includes cached tokens).
 
         ``input_token_details.cache_read`` / ``cache_creation`` and ``output_token_details.reasoning``
         become the matching buckets; ``ephemeral_1h_input_tokens`` (set by langchain-anthropic)
         splits the cache writes by TTL.
         """
-        details = usage_metadata.get("input_token_details") or {}
-        out_details = usage_metadata.get("output_token_details") or {}
-        write = int(details.get("cache_creation") or 0)
-        write_5m = int(details.get("ephemeral_5m_input_tokens") or 0)
-        write_1h = int(details.get("ephemeral_1h_input_tokens") or 0)
+        usage_metadata = _payload(usage_metadata, "langchain")
+        details = _obj(usage_metadata, "input_token_details")
+        out_details = _obj(usage_metadata, "output_token_details")
+        write = _count(details, "cache_creation")
+        write_5m = _count(details, "ephemeral_5m_input_tokens")
+        write_1h = _count(details, "ephemeral_1h_input_tokens")
         write = max(write, write_5m + write_1h)
-        read = int(details.get("cache_read") or 0)
+        read = _count(details, "cache_read")
         return cls(
-            input_tokens=int(usage_metadata.get("input_tokens") or 0),
+            input_tokens=_count(usage_metadata, "input_tokens"),
             cache_read_tokens=read,
             cache_write_tokens=write,
             cache_write_1h_tokens=write_1h,
-            output_tokens=int(usage_metadata.get("output_tokens") or 0),
-            reasoning_tokens=int(out_details.get("reasoning") or 0),
+            output_tokens=_count(usage_metadata, "output_tokens"),
+            reasoning_tokens=_count(out_details, "reasoning"),
         )

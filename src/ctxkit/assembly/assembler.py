@@ -21,9 +21,9 @@ One request flows through here in order:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBud
 from ctxkit.messages import Chunk, Message, ToolSpec
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 from ctxkit.tokenizers.chat import ChatCounter, base_tokens_for, get_chat_counter
+
+_T = TypeVar("_T")
 
 __all__ = ["Assembler", "ChunkOrder", "assemble", "document_block", "group_turns"]
 
@@ -85,6 +87,28 @@ def document_block(chunk: Chunk, index: int = 0) -> str:
         ident = f"chunk-{index}"
     title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
     return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
+
+
+def _check_budget(budget: object) -> None:
+    if budget is not None and not isinstance(budget, Budget):
+        raise InvalidInputError(
+            f"budget must be a ctxkit.Budget (Budget.for_model(model) or Budget(...)), not {type(budget).__name__}"
+        )
+
+
+def _items_of(name: str, items: object, kind: type[_T]) -> list[_T]:
+    """``items`` as a list of ``kind``, or an InvalidInputError naming the input and the first bad element."""
+    if items is None:
+        return []
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise InvalidInputError(f"{name} must be a list of {kind.__name__}, not {type(items).__name__}")
+    out = list(items)
+    for i, x in enumerate(out):
+        if not isinstance(x, kind):
+            raise InvalidInputError(
+                f"{name}[{i}] is a {type(x).__name__}, not a ctxkit {kind.__name__}; build it with {kind.__name__}(...)"
+            )
+    return out
 
 
 def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
@@ -157,8 +181,18 @@ class Assembler:
         truncate_memory: bool = True,
         truncate_chunks: bool = False,
     ) -> None:
-        if chunk_order not in ("score", "source", "edges"):
+        if not isinstance(chunk_order, str) or chunk_order not in ("score", "source", "edges"):
             raise InvalidInputError(f"chunk_order must be 'score', 'source' or 'edges', not {chunk_order!r}")
+        if not isinstance(model, str):
+            raise InvalidInputError(f"model must be a model name (str), not {type(model).__name__}")
+        _check_budget(budget)
+        if counter is not None and not isinstance(counter, ChatCounter):
+            raise InvalidInputError(
+                f"counter must be a ChatCounter (get_chat_counter(model)), not {type(counter).__name__}"
+            )
+        for name, header in (("context_header", context_header), ("memory_header", memory_header)):
+            if not isinstance(header, str):
+                raise InvalidInputError(f"{name} must be a str, not {type(header).__name__}")
         self.model = model
         self.budget = budget or Budget.for_model(model)
         self.counter: ChatCounter = counter or get_chat_counter(model)
@@ -202,6 +236,7 @@ class Assembler:
         budget: Budget | None = None,
     ) -> AssembledPrompt:
         """Assemble one prompt; see the module docstring for the steps."""
+        _check_budget(budget)
         budget = budget or self.budget
         limit = budget.input_limit
         if not isinstance(query, str):
@@ -210,9 +245,13 @@ class Assembler:
         reject_bare_string(examples, "assemble(examples=...)", "examples=[Message.user(...), Message.assistant(...)]")
         reject_bare_string(history, "assemble(history=...)", "history=[Message.user(...)]")
         reject_bare_string(chunks, "assemble(chunks=...)", "chunks=[Chunk(text=..., score=...)]")
-        for n, t in enumerate(tools):
-            if not isinstance(t, ToolSpec):
-                raise InvalidInputError(f"tools[{n}] is a {type(t).__name__}; build tools with ToolSpec(...)")
+        for name, text in (("system", system), ("memory", memory)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidInputError(f"{name} must be a str or None, not {type(text).__name__}")
+        tools = _items_of("tools", tools, ToolSpec)
+        examples = _items_of("examples", examples, Message)
+        history = _items_of("history", history, Message)
+        chunks = _items_of("chunks", chunks, Chunk)
         tok = self.counter.tokenizer
         st = _State()
         st.caps = {name: spec.cap(limit) for name, spec in budget.sections.items()}

@@ -7,15 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
 
 __all__ = ["AssembledPrompt", "AuditRecord", "SectionReport"]
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(CtxkitModel):
     """One item that assembly dropped or truncated, and why."""
 
     model_config = ConfigDict(frozen=True)
@@ -28,7 +29,7 @@ class AuditRecord(BaseModel):
     reason: str
 
 
-class SectionReport(BaseModel):
+class SectionReport(CtxkitModel):
     """What one section asked for, was allotted, and used."""
 
     model_config = ConfigDict(frozen=True)
@@ -42,7 +43,7 @@ class SectionReport(BaseModel):
     items_truncated: int = 0
 
 
-class AssembledPrompt(BaseModel):
+class AssembledPrompt(CtxkitModel):
     """A prompt that fits its budget, ready to render for a provider.
 
     ``messages`` are in layout order (stable first, volatile last); ``section_of``

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.cache.layout import Stability, StabilityMap, chat_counter, segments
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheAwareCompaction", "CompactionDecision", "CompactionGate", "decide_compaction"]
 
 
-class CompactionDecision(BaseModel):
+class CompactionDecision(CtxkitModel):
     """Whether to compact now, with the priced alternatives."""
 
     model_config = ConfigDict(frozen=True)

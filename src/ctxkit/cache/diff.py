@@ -16,8 +16,9 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices
 from ctxkit.cache.rules import CacheRules, rules_for
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["MissReport", "explain_miss", "reusable_tokens"]
 
 
-class MissReport(BaseModel):
+class MissReport(CtxkitModel):
     """Where two requests diverge and how many cacheable tokens that cost."""
 
     model_config = ConfigDict(frozen=True)

@@ -32,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.messages import ToolSpec
 from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
@@ -113,7 +114,7 @@ def wire_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class Segment(BaseModel):
+class Segment(CtxkitModel):
     """One rendered piece of a request (a tool definition or a message) in provider order."""
 
     model_config = ConfigDict(frozen=True)
@@ -138,7 +139,7 @@ class Segment(BaseModel):
         return f"{'tools' if self.kind == 'tool' else 'messages'}[{self.source_index}]"
 
 
-class PrefixInfo(BaseModel):
+class PrefixInfo(CtxkitModel):
     """The stable (cacheable-next-call) prefix of one request, and its static part."""
 
     model_config = ConfigDict(frozen=True)

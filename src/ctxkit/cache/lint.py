@@ -27,8 +27,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.cache.layout import Segment, Stability, StabilityMap, chat_counter, segments, wire_json
 from ctxkit.tokenizers.chat import ChatCounter
 
@@ -174,7 +175,7 @@ _RULES: list[tuple[str, Severity, re.Pattern[str], str]] = [
 ]
 
 
-class LintFinding(BaseModel):
+class LintFinding(CtxkitModel):
     """One piece of probably-volatile content inside a stable section."""
 
     model_config = ConfigDict(frozen=True)
@@ -201,7 +202,7 @@ class LintFinding(BaseModel):
         )
 
 
-class LintReport(BaseModel):
+class LintReport(CtxkitModel):
     """All findings of one lint run."""
 
     model_config = ConfigDict(frozen=True)

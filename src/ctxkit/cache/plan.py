@@ -24,11 +24,12 @@ from __future__ import annotations
 import copy
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Breakpoint", "CachePlan", "TtlChoice", "choose_ttl", "plan_anthropic", "plan_cache", "plan_openai"]
 
 
-class TtlChoice(BaseModel):
+class TtlChoice(CtxkitModel):
     """The cheapest way to hold ``tokens`` over a sequence of reuses."""
 
     model_config = ConfigDict(frozen=True)
@@ -87,7 +88,7 @@ def _cheapest_ttl(choice: TtlChoice) -> str | None:
     return min(options, key=lambda k: options[k]) if options else None
 
 
-class Breakpoint(BaseModel):
+class Breakpoint(CtxkitModel):
     """One cache mark: cache the request up to and including this segment."""
 
     model_config = ConfigDict(frozen=True)
@@ -101,7 +102,7 @@ class Breakpoint(BaseModel):
     expected_savings: float = Field(description="USD saved on the new tokens over the horizon")
 
 
-class CachePlan(BaseModel):
+class CachePlan(CtxkitModel):
     """Where to mark the cache, with which TTL, and what it is expected to save."""
 
     model_config = ConfigDict(frozen=True)
@@ -168,14 +169,20 @@ class CachePlan(BaseModel):
         return {**prompt.to_openai(), "cache_prompt": True}
 
 
+def _gap(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _gaps(remaining_calls: int, interval_s: float | Sequence[float]) -> list[float]:
-    if remaining_calls < 0:
-        raise InvalidInputError("remaining_calls must be >= 0")
-    if isinstance(interval_s, int | float):
-        if interval_s < 0:
-            raise InvalidInputError("interval_s must be >= 0")
-        return [float(interval_s)] * remaining_calls
-    gaps = [float(g) for g in interval_s]
+    if isinstance(remaining_calls, bool) or not isinstance(remaining_calls, int) or remaining_calls < 0:
+        raise InvalidInputError(f"remaining_calls must be an int >= 0, got {remaining_calls!r}")
+    if remaining_calls > 1_000_000:
+        raise InvalidInputError(f"remaining_calls={remaining_calls} is beyond any cache's life; pass at most 1000000")
+    if not isinstance(interval_s, Sequence) or isinstance(interval_s, str | bytes):
+        return [_gap(interval_s, "interval_s")] * remaining_calls
+    gaps = [_gap(g, "every gap of interval_s") for g in interval_s]
     if len(gaps) != remaining_calls:
         raise InvalidInputError(f"interval_s lists {len(gaps)} gaps for remaining_calls={remaining_calls}")
     return gaps
@@ -386,7 +393,46 @@ def plan_openai(
 
 def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
     """Plan for the prompt's provider (Anthropic, OpenAI, or a local llama.cpp model)."""
+    from ctxkit.assembly.prompt import AssembledPrompt
+
+    if not isinstance(prompt, AssembledPrompt):
+        raise InvalidInputError(
+            f"plan_cache needs an AssembledPrompt (from ctxkit.assemble), not {type(prompt).__name__}"
+        )
+    known = {
+        "prices",
+        "rules",
+        "remaining_calls",
+        "interval_s",
+        "static_interval_s",
+        "cache_key",
+        "counter",
+        "stability",
+        "may_be_cached",
+    }
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise InvalidInputError(f"plan_cache got unknown options {unknown}; known: {sorted(known)}")
+    for name, kind in (("prices", CachePrices), ("rules", CacheRules), ("counter", ChatCounter)):
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidInputError(f"plan_cache's {name} must be a {kind.__name__}, not {type(value).__name__}")
+    stability = kwargs.get("stability")
+    if stability is not None and not isinstance(stability, Mapping):
+        raise InvalidInputError(f"stability must map sections to Stability classes, not {type(stability).__name__}")
+    if "cache_key" in kwargs and kwargs["cache_key"] is not None and not isinstance(kwargs["cache_key"], str):
+        raise InvalidInputError(f"cache_key must be a str, not {type(kwargs['cache_key']).__name__}")
+    _gaps(kwargs.get("remaining_calls", 10), kwargs.get("interval_s", 60.0))
+    if kwargs.get("static_interval_s") is not None:
+        _gaps(kwargs.get("remaining_calls", 10), kwargs["static_interval_s"])
     provider = _provider_of(prompt.model)
+    only = {"anthropic": ("cache_key",), "openai": ("static_interval_s", "may_be_cached")}.get(provider, ())
+    misplaced = sorted(k for k in only if k in kwargs)
+    if misplaced:
+        raise InvalidInputError(
+            f"plan_cache for {prompt.model!r} ({provider}) does not take {misplaced}; "
+            "cache_key is an OpenAI option, static_interval_s and may_be_cached are Anthropic options"
+        )
     if provider == "anthropic":
         return plan_anthropic(prompt, **kwargs)
     if provider == "openai":

@@ -30,8 +30,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError, UnknownNameError
 
 __all__ = ["DEFAULT_PRICES", "CachePrices", "prices_for"]
@@ -40,7 +41,7 @@ _PER = 1_000_000.0
 _SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$")
 
 
-class CachePrices(BaseModel):
+class CachePrices(CtxkitModel):
     """USD per million tokens: uncached input, cache reads, cache writes per TTL, and output.
 
     ``cache_write`` maps a TTL name (``"5m"``, ``"1h"``, ``"in_memory"``, ...) to its write

@@ -58,8 +58,9 @@ import re
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import UnknownNameError
 
 __all__ = [
@@ -73,7 +74,7 @@ __all__ = [
 Provider = Literal["anthropic", "openai", "llamacpp"]
 
 
-class CacheRules(BaseModel):
+class CacheRules(CtxkitModel):
     """How one model's provider caches prompt prefixes."""
 
     model_config = ConfigDict(frozen=True)

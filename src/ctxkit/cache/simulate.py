@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.cache.diff import _locate, reusable_tokens
 from ctxkit.cache.layout import Segment, StabilityMap, _provider_of, chat_counter, segments
 from ctxkit.cache.plan import CachePlan, plan_anthropic
@@ -49,7 +50,7 @@ __all__ = ["CallCost", "LayoutComparison", "Planner", "SimulationReport", "compa
 Planner = Callable[["AssembledPrompt", int, int, float], "CachePlan | None"]
 
 
-class CallCost(BaseModel):
+class CallCost(CtxkitModel):
     """Tokens and cost of one simulated call (input buckets are disjoint and add up to ``input_tokens``)."""
 
     model_config = ConfigDict(frozen=True)
@@ -64,7 +65,7 @@ class CallCost(BaseModel):
     breakpoints: int = 0
 
 
-class SimulationReport(BaseModel):
+class SimulationReport(CtxkitModel):
     """A session replayed under one provider's rules."""
 
     model_config = ConfigDict(frozen=True)
@@ -114,7 +115,7 @@ class SimulationReport(BaseModel):
         return LayoutComparison(a=self, b=None)._repr_html_()
 
 
-class LayoutComparison(BaseModel):
+class LayoutComparison(CtxkitModel):
     """Two layouts of one session, simulated under the same rules and prices."""
 
     model_config = ConfigDict(frozen=True)

@@ -7,14 +7,15 @@ import math
 from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 
 __all__ = ["BaseCompressor", "CompressionResult", "TextCompressor", "check_rate"]
 
 
-class CompressionResult(BaseModel):
+class CompressionResult(CtxkitModel):
     """One compression: the text out and what it cost.
 
     ``original_tokens``/``compressed_tokens`` are counted with ``tokenizer`` (the

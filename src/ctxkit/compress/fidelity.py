@@ -15,7 +15,9 @@ import html
 import re
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, Field
+
+from ctxkit._model import CtxkitModel
 
 __all__ = ["FidelityReport", "extract_entities", "extract_numbers", "fidelity_report"]
 
@@ -46,7 +48,7 @@ def _retention(items: Sequence[str], compressed: str) -> tuple[float | None, lis
     return 1.0 - len(lost) / len(items), lost
 
 
-class FidelityReport(BaseModel):
+class FidelityReport(CtxkitModel):
     """Tokens, rate and retention of one compression. A retention is ``None`` when there was nothing to retain."""
 
     model_config = ConfigDict(frozen=True)
@@ -59,10 +61,10 @@ class FidelityReport(BaseModel):
     entity_retention: float | None = None
     answer_retention: float | None = None
     fact_retention: float | None = None
-    lost_numbers: list[str] = []
-    lost_entities: list[str] = []
-    lost_answers: list[str] = []
-    lost_facts: list[str] = []
+    lost_numbers: list[str] = Field(default_factory=list)
+    lost_entities: list[str] = Field(default_factory=list)
+    lost_answers: list[str] = Field(default_factory=list)
+    lost_facts: list[str] = Field(default_factory=list)
 
     @property
     def rate(self) -> float:

@@ -22,14 +22,16 @@ one scoring pass.
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
 from ctxkit.compress.scorer import TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.spans import FORCE_KINDS, force_mask, force_spans, strip_keep_tags
@@ -47,7 +49,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-class Section(BaseModel):
+class Section(CtxkitModel):
     """A part of a prompt for the budget controller.
 
     ``rate=None`` lets the controller choose; a number fixes it (``1.0`` keeps the
@@ -63,7 +65,7 @@ class Section(BaseModel):
     weight: float = Field(default=1.0, gt=0.0)
 
 
-class PrunedSections(BaseModel):
+class PrunedSections(CtxkitModel):
     """The result of :meth:`TokenPruner.compress_sections`: the joined text and one result per section."""
 
     model_config = ConfigDict(frozen=True)
@@ -180,6 +182,16 @@ class TokenPruner(BaseCompressor):
         question_weight: float = 1.0,
         strict_rate: bool = False,
     ) -> None:
+        if isinstance(force, str):
+            force = (force,)
+        if not isinstance(force, Iterable) or not all(isinstance(k, str) for k in force):
+            raise InvalidInputError(f"force must be a list of span kinds from {list(FORCE_KINDS)}")
+        if isinstance(question_weight, bool) or not isinstance(question_weight, int | float):
+            raise InvalidInputError(f"question_weight must be a number, not {type(question_weight).__name__}")
+        if not math.isfinite(question_weight) or question_weight < 0:
+            raise InvalidInputError(f"question_weight must be a finite number >= 0, got {question_weight!r}")
+        if scorer is not None and not callable(getattr(scorer, "score", None)):
+            raise InvalidInputError(f"scorer must be a TokenScorer (with score()), not {type(scorer).__name__}")
         unknown = set(force) - set(FORCE_KINDS)
         if unknown:
             raise InvalidInputError(f"unknown force-keep kinds {sorted(unknown)}; choose from {list(FORCE_KINDS)}")

@@ -50,6 +50,8 @@ class SentenceFilter(BaseCompressor):
     method = "ctxkit-sentences"
 
     def __init__(self, embedder: Embedder | None = None, *, tokenizer: Tokenizer | str = "gpt-4o") -> None:
+        if embedder is not None and not callable(getattr(embedder, "embed", None)):
+            raise InvalidInputError(f"embedder must be an Embedder (with embed()), not {type(embedder).__name__}")
         self._embedder = embedder
         self.tokenizer = get_tokenizer(tokenizer)
 

@@ -35,8 +35,9 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly import group_turns
 from ctxkit.compress.trim import is_mandatory_turn
 from ctxkit.errors import BackendError, InvalidInputError
@@ -252,6 +253,11 @@ class ExtractiveSummarizer(BaseSummarizer):
         threshold: float = 0.1,
         damping: float = 0.85,
     ) -> None:
+        if embedder is not None and not callable(getattr(embedder, "embed", None)):
+            raise InvalidInputError(f"embedder must be an Embedder (with embed()), not {type(embedder).__name__}")
+        for name, value, low, high in (("threshold", threshold, -1.0, 1.0), ("damping", damping, 0.0, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InvalidInputError(f"{name} must be a number in [{low}, {high}], got {value!r}")
         self._embedder = embedder
         self.tokenizer = get_tokenizer(tokenizer)
         self.threshold = threshold
@@ -317,7 +323,7 @@ class ExtractiveSummarizer(BaseSummarizer):
         return "\n".join(sents[i] for i in sorted(chosen))
 
 
-class CompactionTrigger(BaseModel):
+class CompactionTrigger(CtxkitModel):
     """When to compact: any condition that is set and met fires.
 
     ``max_tokens`` — the rendered history has more tokens; ``max_share`` with
@@ -349,7 +355,7 @@ class CompactionTrigger(BaseModel):
         return self.max_turns is not None and turns > self.max_turns
 
 
-class SummaryEpoch(BaseModel):
+class SummaryEpoch(CtxkitModel):
     """One compaction: the summary text and what it covered."""
 
     model_config = ConfigDict(frozen=True)

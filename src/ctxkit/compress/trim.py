@@ -22,12 +22,13 @@ validates the tool-call structure of the input.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from ctxkit._lru import LRUCache
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly import group_turns
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
@@ -59,7 +60,7 @@ class HistoryPolicy(Protocol):
     def apply(self, history: Sequence[Message]) -> list[Message]: ...
 
 
-class TrimReport(BaseModel):
+class TrimReport(CtxkitModel):
     """What a policy did: messages and tokens before and after, what it dropped and cut."""
 
     model_config = ConfigDict(frozen=True)
@@ -81,12 +82,32 @@ def is_mandatory_turn(turn: Sequence[Message]) -> bool:
     return any(m.pinned or m.role in ("system", "developer") for m in turn)
 
 
+def _history(history: object) -> list[Message]:
+    if isinstance(history, str | bytes | Mapping) or not isinstance(history, Iterable):
+        raise InvalidInputError(f"a history is a list of ctxkit Message objects, not a {type(history).__name__}")
+    return list(history)
+
+
+def _counter(counter: object) -> ChatCounter:
+    if isinstance(counter, str):
+        return get_chat_counter(counter)
+    if not isinstance(counter, ChatCounter):
+        raise InvalidInputError(f"counter must be a model name or a ChatCounter, not {type(counter).__name__}")
+    return counter
+
+
+def _int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInputError(f"{name} needs an int >= {low}, got {value!r}")
+    return value
+
+
 class BaseHistoryPolicy(ABC):
     """Base class: implement :meth:`_apply_turns`; ``apply`` validates and flattens."""
 
     def apply(self, history: Sequence[Message]) -> list[Message]:
         """The trimmed history (a new list; the input is not changed)."""
-        turns = group_turns(history)
+        turns = group_turns(_history(history))
         out = self._apply_turns(turns)
         return [m for t in out for m in t]
 
@@ -94,7 +115,8 @@ class BaseHistoryPolicy(ABC):
         self, history: Sequence[Message], *, counter: ChatCounter | str = "gpt-4o"
     ) -> tuple[list[Message], TrimReport]:
         """The trimmed history and a :class:`TrimReport` measured with ``counter``."""
-        c = get_chat_counter(counter) if isinstance(counter, str) else counter
+        c = _counter(counter)
+        history = _history(history)
         turns = group_turns(history)
         out_turns = self._apply_turns(turns)
         out = [m for t in out_turns for m in t]
@@ -123,9 +145,7 @@ class KeepLastTurns(BaseHistoryPolicy):
     """Keep the newest ``n`` turns verbatim, plus every system/pinned turn wherever it is."""
 
     def __init__(self, n: int) -> None:
-        if not isinstance(n, int) or n < 0:
-            raise InvalidInputError(f"KeepLastTurns(n) needs an int >= 0, got {n!r}")
-        self.n = n
+        self.n = _int(n, "KeepLastTurns(n)", 0)
 
     def __repr__(self) -> str:
         return f"KeepLastTurns({self.n})"
@@ -146,10 +166,8 @@ class TokenWindow(BaseHistoryPolicy):
     """
 
     def __init__(self, max_tokens: int, *, counter: ChatCounter | str = "gpt-4o") -> None:
-        if not isinstance(max_tokens, int) or max_tokens <= 0:
-            raise InvalidInputError(f"TokenWindow(max_tokens) needs an int > 0, got {max_tokens!r}")
-        self.max_tokens = max_tokens
-        self.counter: ChatCounter = get_chat_counter(counter) if isinstance(counter, str) else counter
+        self.max_tokens = _int(max_tokens, "TokenWindow(max_tokens)", 1)
+        self.counter: ChatCounter = _counter(counter)
 
     def __repr__(self) -> str:
         return f"TokenWindow({self.max_tokens})"
@@ -208,10 +226,20 @@ class TruncateToolOutputs(BaseHistoryPolicy):
     ) -> None:
         from ctxkit.tokenizers import get_tokenizer
 
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidInputError(f"TruncateToolOutputs(max_tokens) needs an int >= 1, got {max_tokens!r}")
+        _int(max_tokens, "TruncateToolOutputs(max_tokens)", 1)
         if keep not in ("head", "head_tail"):
             raise InvalidInputError(f"keep must be 'head' or 'head_tail', not {keep!r}")
+        if not isinstance(marker, str):
+            raise InvalidInputError(f"marker must be a str, not {type(marker).__name__}")
+        try:  # checked now, not when the first long tool output is cut
+            marker.format(cut=1, total=2, where="")
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(
+                f"marker {marker!r} is not a valid template ({type(exc).__name__}: {exc}); it may use only "
+                "{cut}, {total} and {where}, and literal braces must be doubled ({{ and }})"
+            ) from None
+        if not isinstance(tokenizer, str | Tokenizer):
+            raise InvalidInputError(f"tokenizer must be a name or a Tokenizer, not {type(tokenizer).__name__}")
         self.max_tokens = max_tokens
         self.keep = keep
         self.tokenizer = get_tokenizer(tokenizer)
@@ -284,16 +312,19 @@ class CompressOlderTurns(BaseHistoryPolicy):
 
         if not callable(getattr(compressor, "compress", None)):
             raise InvalidInputError(f"{compressor!r} is not a compressor (it needs a compress(text, rate=) method)")
-        if not isinstance(keep_last, int) or keep_last < 0:
-            raise InvalidInputError(f"keep_last needs an int >= 0, got {keep_last!r}")
+        _int(keep_last, "keep_last", 0)
+        _int(min_chars, "min_chars", 0)
+        _int(memo_size, "memo_size", 0)
+        if isinstance(roles, str):
+            roles = (roles,)
+        if not isinstance(roles, Iterable) or not all(isinstance(r, str) for r in roles):
+            raise InvalidInputError("roles must be a list of role names (user, assistant, tool)")
         unknown = set(roles) - {"user", "assistant", "tool"}
         if unknown:
             raise InvalidInputError(
                 f"roles {sorted(unknown)} cannot be compressed; choose from user, assistant, tool "
                 "(system and developer messages are never altered)"
             )
-        if min_chars < 0:
-            raise InvalidInputError(f"min_chars must be >= 0, got {min_chars}")
         self.compressor = compressor
         self.rate = check_rate(rate)
         self.keep_last = keep_last
@@ -340,6 +371,8 @@ class TrimPipeline(BaseHistoryPolicy):
     """Several policies in order; itself a policy."""
 
     def __init__(self, policies: Sequence[HistoryPolicy]) -> None:
+        if isinstance(policies, str | bytes | Mapping) or not isinstance(policies, Iterable):
+            raise InvalidInputError(f"TrimPipeline takes a list of history policies, not {type(policies).__name__}")
         flat: list[HistoryPolicy] = []
         for p in policies:  # nested pipelines are flattened
             if not isinstance(p, HistoryPolicy):

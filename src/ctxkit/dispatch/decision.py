@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ctxkit._model import CtxkitModel
 
 __all__ = ["RouteDecision"]
 
 
-class RouteDecision(BaseModel):
+class RouteDecision(CtxkitModel):
     """Which route (a backend name) answers, why, and how sure the router was.
 
     ``score`` is the router's own number (a similarity, a confidence, a rule's

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ctxkit.assembly.assembler import Assembler
@@ -98,21 +98,55 @@ class Dispatcher:
     ) -> None:
         from ctxkit.dispatch.registry import get_backend
 
+        if not isinstance(backends, Mapping):
+            raise InvalidInputError(
+                f"backends must map route names to backends ({{'local': 'llamacpp:default'}}), "
+                f"not {type(backends).__name__}"
+            )
         if not backends:
             raise InvalidInputError("a dispatcher needs at least one backend")
+        bad_names = [k for k in backends if not isinstance(k, str) or not k]
+        if bad_names:
+            raise InvalidInputError(f"route names must be non-empty strings, got {bad_names[0]!r}")
         self.backends: dict[str, Backend] = {k: get_backend(v) for k, v in backends.items()}
+        if default is not None and not isinstance(default, str):
+            raise InvalidInputError(f"default must be a route name, not {type(default).__name__}")
         self.default = default or next(iter(self.backends))
+        if router is not None and not callable(getattr(router, "route", None)):
+            raise InvalidInputError(f"router must be a ctxkit Router (with .route()), not {type(router).__name__}")
         self.router = router
+        if isinstance(fallbacks, str):
+            fallbacks = (fallbacks,)
+        if isinstance(fallbacks, Mapping):
+            groups = list(fallbacks.values())
+        elif isinstance(fallbacks, Iterable):
+            fallbacks = tuple(fallbacks)
+            groups = [fallbacks]
+        else:
+            raise InvalidInputError(f"fallbacks must be a list of route names, not {type(fallbacks).__name__}")
+        if any(isinstance(g, str) or not isinstance(g, Iterable) for g in groups) and isinstance(fallbacks, Mapping):
+            raise InvalidInputError("fallbacks as a mapping must map each route to a list of route names")
         self.fallbacks = fallbacks
-        names = [self.default]
-        names += list(fallbacks) if not isinstance(fallbacks, Mapping) else [x for v in fallbacks.values() for x in v]
+        names: list[Any] = [self.default, *(x for g in groups for x in g)]
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise InvalidInputError(f"fallbacks must name routes (strings), got {bad[0]!r}")
         unknown = [n for n in names if n not in self.backends]
         if unknown:
             raise UnknownNameError("route", unknown[0], list(self.backends))
+        for value, kind, label in (
+            (retry, RetryPolicy, "retry"),
+            (breaker, CircuitBreaker, "breaker"),
+            (residency, ResidencyPolicy, "residency"),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise InvalidInputError(f"{label} must be a {kind.__name__}, not {type(value).__name__}")
+        if not callable(sleep):
+            raise InvalidInputError("sleep must be a callable taking seconds")
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self.residency = residency or ResidencyPolicy()
-        self.refit = refit
+        self.refit = bool(refit)
         self.sleep = sleep
         self._rng = random.Random(self.retry.seed)
 

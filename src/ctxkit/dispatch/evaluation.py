@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.backends.base import PromptLike
 from ctxkit.dispatch.result import Result
 from ctxkit.errors import CtxkitError, InvalidInputError
@@ -22,7 +23,7 @@ from ctxkit.errors import CtxkitError, InvalidInputError
 __all__ = ["CandidateReport", "EvalReport", "EvalTask", "evaluate"]
 
 
-class EvalTask(BaseModel):
+class EvalTask(CtxkitModel):
     """A prompt and how to judge an answer: ``expected`` (substring, case-insensitive) or ``check``."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -40,7 +41,7 @@ class EvalTask(BaseModel):
         return self.expected.strip().lower() in text.lower()
 
 
-class CandidateReport(BaseModel):
+class CandidateReport(CtxkitModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -58,7 +59,7 @@ class CandidateReport(BaseModel):
     output_tokens: int
 
 
-class EvalReport(BaseModel):
+class EvalReport(CtxkitModel):
     model_config = ConfigDict(frozen=True)
 
     candidates: tuple[CandidateReport, ...]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from ctxkit.errors import BackendError
+from ctxkit._model import CtxkitModel
+from ctxkit.errors import BackendError, InvalidInputError
 
 __all__ = ["CircuitBreaker", "RetryPolicy"]
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(CtxkitModel):
     """When and how long to wait before trying a backend again.
 
     Only errors with ``retryable=True`` are retried (429, 5xx, timeouts, connection
@@ -27,9 +29,9 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_attempts: int = Field(default=3, ge=1)
-    base_delay_s: float = Field(default=0.5, ge=0)
-    max_delay_s: float = Field(default=20.0, ge=0)
-    max_retry_after_s: float = Field(default=60.0, ge=0)
+    base_delay_s: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    max_delay_s: float = Field(default=20.0, ge=0, allow_inf_nan=False)
+    max_retry_after_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     seed: int | None = None
 
     def delay(self, attempt: int, error: BaseException, rng: random.Random | None = None) -> float | None:
@@ -56,6 +58,12 @@ class CircuitBreaker:
     def __init__(
         self, *, failure_threshold: int = 5, reset_s: float = 30.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
+            raise InvalidInputError(f"failure_threshold must be an int >= 1, got {failure_threshold!r}")
+        if isinstance(reset_s, bool) or not isinstance(reset_s, int | float) or not 0 <= reset_s < math.inf:
+            raise InvalidInputError(f"reset_s must be a finite number of seconds >= 0, got {reset_s!r}")
+        if not callable(clock):
+            raise InvalidInputError("clock must be a callable returning seconds")
         self.failure_threshold = failure_threshold
         self.reset_s = reset_s
         self.clock = clock

@@ -6,8 +6,9 @@ import math
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.messages import ToolCall
 from ctxkit.usage import Usage
@@ -17,7 +18,7 @@ __all__ = ["FinishReason", "Result", "StreamEvent", "TokenLogprob", "price_usage
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "unknown"]
 
 
-class TokenLogprob(BaseModel):
+class TokenLogprob(CtxkitModel):
     """One generated token and its log-probability (natural log)."""
 
     model_config = ConfigDict(frozen=True)
@@ -27,7 +28,7 @@ class TokenLogprob(BaseModel):
     top: tuple[tuple[str, float], ...] = ()
 
 
-class Result(BaseModel):
+class Result(CtxkitModel):
     """The answer of one model call.
 
     ``usage`` follows :class:`ctxkit.usage.Usage` (input inclusive of cached tokens).
@@ -69,7 +70,7 @@ class Result(BaseModel):
         return None if m is None else math.exp(-m)
 
 
-class StreamEvent(BaseModel):
+class StreamEvent(CtxkitModel):
     """One piece of a streamed answer.
 
     ``kind`` is ``"text"`` for a text delta (``text``, optionally ``logprobs``),

@@ -16,8 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly.packing import pack
 from ctxkit.budget import Budget
 from ctxkit.errors import InvalidInputError
@@ -55,7 +56,7 @@ def resolve_budget(budget: Budget | int | None, model: str) -> int:
     return budget
 
 
-class PackedText(BaseModel):
+class PackedText(CtxkitModel):
     """One input text after packing: kept or not, its tokens, and its pruned text if pruned."""
 
     model_config = ConfigDict(frozen=True)
@@ -70,7 +71,7 @@ class PackedText(BaseModel):
     reason: str = ""
 
 
-class PackReport(BaseModel):
+class PackReport(CtxkitModel):
     """What packing did with each input, in input order."""
 
     model_config = ConfigDict(frozen=True)

@@ -25,9 +25,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ctxkit._inputs import reject_bare_string
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
@@ -41,7 +42,7 @@ _PARA_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n(?=[ \t]*(?:[-*+]|\d+[.)])[ \t])")
 
 
-class Document(BaseModel):
+class Document(CtxkitModel):
     """A source document to ingest: its text, a stable id, an optional title and metadata."""
 
     model_config = ConfigDict(frozen=True)

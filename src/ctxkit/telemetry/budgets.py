@@ -13,8 +13,9 @@ import warnings
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import BudgetError
 from ctxkit.telemetry.record import CallRecord
 
@@ -23,7 +24,7 @@ __all__ = ["BudgetKind", "BudgetViolation", "BudgetWarning", "WorkflowBudget", "
 BudgetKind = Literal["input_tokens_per_call", "tokens_per_call", "cost_per_call", "cost_per_day"]
 
 
-class WorkflowBudget(BaseModel):
+class WorkflowBudget(CtxkitModel):
     """Limits for one workflow (``"*"`` applies to every workflow). ``None`` means no limit."""
 
     model_config = ConfigDict(frozen=True)
@@ -46,7 +47,7 @@ class WorkflowBudget(BaseModel):
         return self.workflow in ("*", workflow)
 
 
-class BudgetViolation(BaseModel):
+class BudgetViolation(CtxkitModel):
     """Which limit a record crossed, by how much."""
 
     model_config = ConfigDict(frozen=True)

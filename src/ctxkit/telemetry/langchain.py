@@ -19,7 +19,6 @@ and metadata are kept (scrubbed of secrets), never the invocation parameters.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from uuid import UUID
 
 from ctxkit._optional import require
 from ctxkit.errors import BudgetError
+from ctxkit.secrets import get_logger
 from ctxkit.telemetry.ledger import Ledger
 from ctxkit.usage import Usage
 
@@ -37,7 +37,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult  # noqa: E402
 
 __all__ = ["LedgerCallbackHandler"]
 
-logger = logging.getLogger("ctxkit.telemetry")
+logger = get_logger("ctxkit.telemetry")
 
 
 class _Run:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,8 +14,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ctxkit.errors import InvalidInputError
+from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError
 from ctxkit.pricing import PriceBook, default_price_book
+from ctxkit.secrets import get_logger
 from ctxkit.telemetry.budgets import WorkflowBudget, check, enforce
 from ctxkit.telemetry.record import CallRecord
 from ctxkit.telemetry.report import Report, build_report
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CallTimer", "Ledger"]
 
-logger = logging.getLogger("ctxkit.telemetry")
+logger = get_logger("ctxkit.telemetry")
 
 _UNSET: Any = object()
 _ZERO = Decimal(0)
@@ -59,6 +59,54 @@ class CallTimer:
         return time.perf_counter() - self._t0
 
 
+def _budget_list(budgets: Any) -> list[WorkflowBudget]:
+    if isinstance(budgets, WorkflowBudget):
+        return [budgets]
+    if isinstance(budgets, str | bytes | Mapping) or not isinstance(budgets, Iterable):
+        raise InvalidInputError(f"budgets must be a list of WorkflowBudget, not {type(budgets).__name__}")
+    out = list(budgets)
+    bad = [type(b).__name__ for b in out if not isinstance(b, WorkflowBudget)]
+    if bad:
+        raise InvalidInputError(
+            f"budgets must be WorkflowBudget objects, got {bad[0]}; build them with WorkflowBudget(...)"
+        )
+    return out
+
+
+def _hook_list(hooks: Any) -> list[Hook]:
+    if callable(hooks):
+        return [hooks]
+    if isinstance(hooks, str | bytes | Mapping) or not isinstance(hooks, Iterable):
+        raise InvalidInputError(f"hooks must be a list of callables taking a CallRecord, not {type(hooks).__name__}")
+    out = list(hooks)
+    if not all(callable(h) for h in out):
+        raise InvalidInputError("every hook must be a callable taking a CallRecord")
+    return out
+
+
+def _ledger_path(path: Any) -> Path | None:
+    """The JSON-lines file, checked now: its folder must exist and the file must be writable."""
+    if path is None:
+        return None
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise InvalidInputError(f"Ledger(path=...) takes a file path, not {path!r}")
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InvalidInputError(
+            f"the folder of the ledger file {str(p)!r} does not exist; create it first or pass another path"
+        )
+    if p.is_dir():
+        raise InvalidInputError(f"the ledger path {str(p)!r} is a folder; pass a file path such as calls.jsonl")
+    try:
+        with p.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write the ledger file {str(p)!r} ({exc.strerror}); pass a writable path"
+        ) from exc
+    return p
+
+
 class Ledger:
     """Records of model calls, in order, thread-safe.
 
@@ -76,13 +124,15 @@ class Ledger:
         path: str | Path | None = None,
         hooks: Iterable[Hook] = (),
     ) -> None:
+        if price_book is not None and not isinstance(price_book, PriceBook):
+            raise InvalidInputError(f"price_book must be a ctxkit.PriceBook, not {type(price_book).__name__}")
         self.price_book = price_book if price_book is not None else default_price_book()
         self._lock = threading.RLock()
         self._records: list[CallRecord] = []
         self._day_costs: dict[tuple[str, date], Decimal] = {}
-        self._budgets: list[WorkflowBudget] = list(budgets)
-        self._hooks: list[Hook] = list(hooks)
-        self.path = Path(path) if path is not None else None
+        self._budgets: list[WorkflowBudget] = _budget_list(budgets)
+        self._hooks: list[Hook] = _hook_list(hooks)
+        self.path = _ledger_path(path)
 
     # ------------------------------------------------------------------ configuration
     def set_budget(self, budget: WorkflowBudget | None = None, /, **limits: Any) -> WorkflowBudget:
@@ -90,7 +140,7 @@ class Ledger:
         if budget is None:
             try:
                 budget = WorkflowBudget.model_validate(limits)
-            except ValidationError as exc:
+            except ValidationError as exc:  # pragma: no cover - WorkflowBudget raises InvalidInputError itself
                 raise InvalidInputError(f"bad workflow budget: {exc}") from exc
         with self._lock:
             self._budgets = [b for b in self._budgets if b.workflow != budget.workflow] + [budget]
@@ -189,18 +239,42 @@ class Ledger:
         return self._append(record)
 
     def _build(self, **f: Any) -> CallRecord:
+        try:
+            return self._build_unchecked(**f)
+        except CtxkitError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            # a field of the wrong type that slipped past the checks: name it, keep ctxkit's error contract
+            raise InvalidInputError(
+                f"Ledger.record got a field of the wrong type ({type(exc).__name__}: {exc}); "
+                "see Ledger.record's docstring for each field's type"
+            ) from exc
+
+    def _build_unchecked(self, **f: Any) -> CallRecord:
         usage_in = f["usage"]
         reported = usage_in is not None
         if usage_in is None:
             usage = Usage()
         elif isinstance(usage_in, Usage):
             usage = usage_in
-        else:
+        elif isinstance(usage_in, Mapping):
             try:
                 usage = Usage.model_validate(dict(usage_in))
-            except ValidationError as exc:
-                raise InvalidInputError(f"bad usage for Ledger.record: {exc}") from exc
-        model: str = f["model"]
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"bad usage for Ledger.record: {exc}") from None
+        else:
+            raise InvalidInputError(
+                f"usage must be a ctxkit.Usage or a mapping of token counts, not {type(usage_in).__name__}"
+            )
+        model = f["model"]
+        if not isinstance(model, str):
+            raise InvalidInputError(f"model must be a model name (str), not {type(model).__name__}")
+        for name in ("sections", "metadata"):
+            if f[name] is not None and not isinstance(f[name], Mapping):
+                raise InvalidInputError(f"{name} must be a mapping (dict), not {type(f[name]).__name__}")
+        for name in ("retrieved_ids", "gold_ids"):
+            if isinstance(f[name], str | bytes) or (f[name] is not None and not isinstance(f[name], Iterable)):
+                raise InvalidInputError(f"{name} must be a list of ids, not {type(f[name]).__name__}")
         price = self.price_book.get(model)
         cost = f["cost"]
         if cost is _UNSET:
@@ -282,23 +356,30 @@ class Ledger:
         return self.record(workflow=workflow, **kw)
 
     def _append(self, record: CallRecord) -> CallRecord:
+        line = record.model_dump_json() + "\n" if self.path is not None else ""
         with self._lock:
             key = (record.workflow, record.timestamp.date())
             before = self._day_costs.get(key, _ZERO)
+            if self.path is not None:  # on disk first: a record that cannot be written is not kept either
+                try:
+                    with self.path.open("a", encoding="utf-8") as fh:
+                        fh.write(line)
+                except OSError as exc:
+                    raise ResourceError(
+                        f"cannot append to the ledger file {str(self.path)!r} ({exc.strerror}); the call was not "
+                        "recorded. Free space or fix the permissions, then record it again."
+                    ) from exc
             self._records.append(record)
             if record.cost is not None:
                 self._day_costs[key] = before + record.cost
             budgets = [b for b in self._budgets if b.applies_to(record.workflow)]
             hooks = list(self._hooks)
-            if self.path is not None:
-                with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(record.model_dump_json() + "\n")
         after = before + (record.cost or _ZERO)
         for hook in hooks:
             try:
                 hook(record)
             except Exception as exc:  # an exporter failure must not lose the record or break the app
-                logger.warning("telemetry hook %r failed on record %s: %s", hook, record.id, type(exc).__name__)
+                logger.warning("telemetry hook %r failed on record %s: %s", hook, record.id[:8], type(exc).__name__)
         for budget in budgets:
             violations = check(budget, record, before, after)
             for v in violations:
@@ -443,23 +524,38 @@ class Ledger:
         records = self.records
         lines = "".join(r.model_dump_json() + "\n" for r in records)
         if isinstance(target, str | Path):
-            Path(target).write_text(lines, encoding="utf-8")
-        else:
+            try:
+                Path(target).write_text(lines, encoding="utf-8")
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write the ledger file {str(target)!r}: {exc}") from exc
+        elif callable(getattr(target, "write", None)):
             target.write(lines)
+        else:
+            raise InvalidInputError(f"to_jsonl takes a path or an open text file, not {type(target).__name__}")
         return len(records)
 
     @classmethod
     def from_jsonl(cls, source: str | Path | IO[str], **kwargs: Any) -> Ledger:
         """A ledger holding the records of a JSON-lines file (budgets are not re-checked)."""
-        text = Path(source).read_text(encoding="utf-8") if isinstance(source, str | Path) else source.read()
+        if isinstance(source, str | Path):
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInputError(f"cannot read the ledger file {str(source)!r}: {exc}") from exc
+        elif callable(getattr(source, "read", None)):
+            text = source.read()
+        else:
+            raise InvalidInputError(f"from_jsonl takes a path or an open text file, not {type(source).__name__}")
+        if not isinstance(text, str):
+            raise InvalidInputError("from_jsonl needs a text file (open it with 'r', not 'rb')")
         ledger = cls(**kwargs)
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 rec = CallRecord.model_validate_json(line)
-            except ValidationError as exc:
-                raise InvalidInputError(f"line {n} of the ledger file is not a call record: {exc}") from exc
+            except (ValidationError, InvalidInputError) as exc:
+                raise InvalidInputError(f"line {n} of the ledger file is not a call record: {exc}") from None
             ledger._records.append(rec)
             if rec.cost is not None:
                 key = (rec.workflow, rec.timestamp.date())

@@ -25,13 +25,13 @@ same span handler records a call that raised (its span is dropped with the error
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
 
 from ctxkit._optional import require
 from ctxkit.errors import BudgetError
+from ctxkit.secrets import get_logger
 from ctxkit.telemetry.ledger import Ledger
 from ctxkit.usage import Usage
 
@@ -59,7 +59,7 @@ from pydantic import PrivateAttr  # noqa: E402
 
 __all__ = ["LedgerEventHandler", "instrument_llamaindex", "usage_from_llamaindex"]
 
-logger = logging.getLogger("ctxkit.telemetry")
+logger = get_logger("ctxkit.telemetry")
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

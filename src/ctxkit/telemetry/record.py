@@ -5,12 +5,13 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ctxkit.telemetry.redact import redact, redact_text
+from ctxkit._model import CtxkitModel
+from ctxkit.secrets import check_json_like, redact, redact_text
 from ctxkit.usage import Usage
 
 __all__ = ["CallRecord"]
@@ -20,7 +21,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class CallRecord(BaseModel):
+class CallRecord(CtxkitModel):
     """What one model call used, cost and achieved.
 
     ``usage`` follows :class:`ctxkit.usage.Usage` (input *includes* cached tokens).
@@ -33,7 +34,7 @@ class CallRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str = Field(default_factory=lambda: uuid4().hex)
+    id: str = Field(default_factory=lambda: str(uuid4()))
     timestamp: datetime = Field(default_factory=_now)
     workflow: str = "default"
     task_id: str | None = Field(default=None, description="groups the calls of one task (for cost per task)")
@@ -49,14 +50,18 @@ class CallRecord(BaseModel):
     attempts: int = Field(default=1, ge=1)
     usage: Usage = Field(default_factory=Usage)
     usage_reported: bool = True
-    cost: Decimal | None = None
-    latency_s: float | None = Field(default=None, ge=0)
-    ttft_s: float | None = Field(default=None, ge=0)
+    cost: Decimal | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="exact cost in USD, never negative"
+    )
+    latency_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    ttft_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     cache_hit: bool | None = Field(default=None, description="defaults to usage.cache_read_tokens > 0")
     uncompressed_input_tokens: int | None = Field(
         default=None, ge=0, description="input tokens before compression (for the compression ratio and savings)"
     )
-    sections: dict[str, int] = Field(default_factory=dict, description="prompt tokens by section")
+    sections: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="prompt tokens by section"
+    )
     retrieval_hit: bool | None = Field(default=None, description="a gold item was retrieved (when labels exist)")
     success: bool | None = Field(default=None, description="the app's verdict on the task, when it reports one")
     error: str | None = None
@@ -67,10 +72,11 @@ class CallRecord(BaseModel):
     def _scrub_metadata(cls, value: Any) -> Any:
         if value is None:
             return {}
+        check_json_like(value, what="metadata")
         cleaned = redact(value)
         return cleaned if isinstance(cleaned, dict) else {"value": cleaned}
 
-    @field_validator("error", "route_reason", "route", "router", "task_id", mode="before")
+    @field_validator("id", "error", "route_reason", "route", "router", "task_id", mode="before")
     @classmethod
     def _scrub_text(cls, value: Any) -> Any:
         return None if value is None else redact_text(str(value))

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.telemetry.record import CallRecord
 from ctxkit.usage import Usage
 
@@ -23,14 +24,34 @@ _ZERO = Decimal(0)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks; ``None`` if empty."""
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks; ``None`` if empty.
+
+    Raises :class:`~ctxkit.errors.InvalidInputError` for ``q`` outside [0, 100] and for values that are
+    not finite numbers.
+    """
+    from ctxkit.errors import InvalidInputError
+
+    if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 100:
+        raise InvalidInputError(f"percentile q must be a number from 0 to 100, got {q!r}")
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"percentile needs a sequence of numbers, not {type(values).__name__}")
+    values = list(values)
     if not values:
         return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise InvalidInputError(
+            "percentile needs finite numbers; drop the missing (None/NaN) and infinite values first"
+        )
     xs = sorted(values)
     pos = (len(xs) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    if lo == hi:
+        return xs[lo]  # exactly a data point
+    frac = pos - lo
+    # weighted form: no overflow between huge values; clamped so rounding never leaves [xs[lo], xs[hi]]
+    mixed = xs[lo] * (1.0 - frac) + xs[hi] * frac
+    return min(max(mixed, xs[lo]), xs[hi])
 
 
 def _sum_known(values: Iterable[Decimal | None]) -> tuple[Decimal, int]:
@@ -43,7 +64,7 @@ def _sum_known(values: Iterable[Decimal | None]) -> tuple[Decimal, int]:
     return total, unknown
 
 
-class Savings(BaseModel):
+class Savings(CtxkitModel):
     """What the same calls would have cost without ctxkit, step by step.
 
     ``actual``: what was paid. ``uncached``: the same tokens with no prompt cache.
@@ -90,7 +111,7 @@ class Savings(BaseModel):
         return float(self.total / self.baseline)
 
 
-class ReportRow(BaseModel):
+class ReportRow(CtxkitModel):
     """Aggregates of the calls of one (workflow, model) group; ``"*"`` stands for all."""
 
     model_config = ConfigDict(frozen=True)
@@ -256,7 +277,7 @@ def _fmt(v: float | None, spec: str = ".2f", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-class Report(BaseModel):
+class Report(CtxkitModel):
     """Per (workflow, model) rows, a total row, and savings against a baseline model."""
 
     model_config = ConfigDict(frozen=True)
@@ -385,10 +406,17 @@ def build_report(
 ) -> Report:
     """Aggregate ``records`` per ``by`` (any of ``"workflow"``, ``"model"``) with savings vs ``baseline_model``."""
     allowed = {"workflow", "model"}
-    if not set(by) <= allowed:
+    if isinstance(by, str):
+        by = (by,)
+    by = tuple(by) if isinstance(by, Iterable) else (by,)
+    if not by or not all(isinstance(b, str) and b in allowed for b in by):
         from ctxkit.errors import InvalidInputError
 
         raise InvalidInputError(f"report 'by' must be a subset of {sorted(allowed)}, got {list(by)}")
+    if baseline_model is not None and not isinstance(baseline_model, str):
+        from ctxkit.errors import InvalidInputError
+
+        raise InvalidInputError(f"baseline_model must be a model name (str), not {type(baseline_model).__name__}")
     groups: dict[tuple[str, str], list[CallRecord]] = {}
     for r in records:
         key = (r.workflow if "workflow" in by else "*", r.model if "model" in by else "*")

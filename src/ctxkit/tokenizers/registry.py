@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ctxkit.errors import UnknownNameError
+from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.models import get_model, known_models
 from ctxkit.tokenizers.base import Tokenizer
 
@@ -63,7 +63,11 @@ def register_tokenizer(kind: str, factory: Callable[[str], Tokenizer]) -> None:
 def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
     """A tokenizer for a spec or model name, created on first use and shared after."""
     if not isinstance(spec, str):
-        return spec
+        if isinstance(spec, Tokenizer):
+            return spec
+        raise InvalidInputError(
+            f"a tokenizer is a model name, a spec like 'tiktoken:o200k_base', or a Tokenizer; not {type(spec).__name__}"
+        )
     with _lock:
         tok = _instances.get(spec)
         if tok is not None:
@@ -88,4 +92,6 @@ def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
 
 def count_tokens(text: str, model: str = "gpt-4o") -> int:
     """Tokens of ``text`` for ``model`` (or a tokenizer spec); cached by content."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"count_tokens counts a str, not {type(text).__name__}; join or str() it first")
     return get_tokenizer(model).count(text)

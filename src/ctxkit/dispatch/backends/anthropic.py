@@ -23,6 +23,7 @@ from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, price_usage
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolCall, canonical_json
+from ctxkit.secrets import add_secret
 from ctxkit.usage import Usage
 
 __all__ = ["MAX_BREAKPOINTS", "AnthropicBackend", "anthropic_request"]
@@ -153,9 +154,16 @@ class AnthropicBackend(BaseBackend):
     ) -> None:
         anthropic = require("anthropic", feature="the Anthropic backend", extra="anthropic")
         super().__init__(name or f"anthropic:{model}", model, local=False)
+        if api_key is not None:
+            add_secret(api_key)  # scrubbed from every error, log and record from now on
         if client is None and async_client is None:
             client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
             async_client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        for c in (client, async_client):
+            for attr in ("api_key", "auth_token"):
+                key = getattr(c, attr, None)
+                if isinstance(key, str):
+                    add_secret(key)
         self.client = client
         self.async_client = async_client
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from ctxkit._model import CtxkitModel
 from ctxkit.assembly.prompt import AssembledPrompt
 from ctxkit.dispatch.result import Result, StreamEvent
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.messages import Message, ToolSpec
 from ctxkit.models import ModelInfo, get_model
+from ctxkit.secrets import redact, redact_text
 from ctxkit.usage import Usage
 
 __all__ = ["Backend", "BaseBackend", "PromptLike", "Request", "as_request", "estimate_usage"]
@@ -28,7 +30,7 @@ __all__ = ["Backend", "BaseBackend", "PromptLike", "Request", "as_request", "est
 CacheSpec = Literal["auto", "none"] | tuple[int, ...]
 
 
-class Request(BaseModel):
+class Request(CtxkitModel):
     """One call to a model, independent of the provider.
 
     ``cache`` says where the cacheable prefix ends: ``"auto"`` marks the end of the
@@ -59,6 +61,10 @@ class Request(BaseModel):
     cache: CacheSpec = "auto"
     prompt: AssembledPrompt | None = Field(default=None, repr=False)
     extra: dict[str, Any] = Field(default_factory=dict, description="provider-specific request fields")
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name == "extra" else value)
 
     @field_validator("messages")
     @classmethod
@@ -122,11 +128,16 @@ def as_request(prompt: PromptLike, **options: Any) -> Request:
             "Provider-specific fields go in extra={...}."
         )
     if "tags" in options and not isinstance(options["tags"], frozenset):
-        options["tags"] = frozenset(options["tags"])
+        tags = options["tags"]
+        if isinstance(tags, str):
+            tags = (tags,)
+        if not isinstance(tags, Iterable):
+            raise InvalidInputError(f"tags must be a set of strings, not {type(tags).__name__}")
+        options["tags"] = tags
     if "stop" in options and isinstance(options["stop"], str):
         options["stop"] = (options["stop"],)
-    if isinstance(prompt, Request):
-        return prompt.model_copy(update=options) if options else prompt
+    if isinstance(prompt, Request):  # validated again: model_copy(update=...) would skip the checks
+        return Request(**{**{k: getattr(prompt, k) for k in Request.model_fields}, **options}) if options else prompt
     if isinstance(prompt, AssembledPrompt):
         options.setdefault("tools", prompt.tools)
         return Request(messages=prompt.messages, prompt=prompt, **options)
@@ -198,7 +209,7 @@ class BaseBackend(ABC):
         self.local = local
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, local={self.local})"
+        return redact_text(f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, local={self.local})")
 
     # ------------------------------------------------------------------ facts
     @property

@@ -9,6 +9,7 @@ lives in the client; it never appears in this backend's repr.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from ctxkit.dispatch.errors import BackendHTTPError
 from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolCall
+from ctxkit.secrets import add_secret, redact, redact_text
 from ctxkit.usage import Usage
 
 __all__ = ["OpenAIBackend"]
@@ -64,6 +66,8 @@ class OpenAIBackend(BaseBackend):
             url = str(base_url or getattr(client, "base_url", "") or "")
             local = any(h in url for h in ("://127.0.0.1", "://localhost", "://[::1]"))
         super().__init__(name or f"openai:{model}", model, local=local)
+        if api_key is not None:
+            add_secret(api_key)  # scrubbed from every error, log and record from now on
         if client is None and async_client is None:
             key = api_key if api_key is not None else ("not-needed" if local else None)
             try:
@@ -73,6 +77,10 @@ class OpenAIBackend(BaseBackend):
                 raise InvalidInputError(
                     f"cannot build an OpenAI client for {model!r}: {exc} Pass api_key=... or set OPENAI_API_KEY."
                 ) from exc
+        for c in (client, async_client):
+            key = getattr(c, "api_key", None)
+            if isinstance(key, str) and key != "not-needed":
+                add_secret(key)
         self.client = client
         self.async_client = async_client
         self.stream_usage = stream_usage
@@ -312,6 +320,8 @@ def map_sdk_error(exc: Exception, sdk: Any, base_error: type[BaseException], *, 
     ctxkit's own errors and anything else pass through unchanged."""
     if isinstance(exc, BackendHTTPError | InvalidInputError):
         return exc
+    if isinstance(exc, base_error):
+        scrub_exception(exc)
     if isinstance(exc, sdk.APIStatusError):
         headers = getattr(exc.response, "headers", {}) or {}
         return BackendHTTPError(
@@ -327,6 +337,19 @@ def map_sdk_error(exc: Exception, sdk: Any, base_error: type[BaseException], *, 
     if isinstance(exc, base_error):
         return BackendHTTPError(_short(exc), backend=backend, retryable=False)
     return exc
+
+
+def scrub_exception(exc: BaseException) -> None:
+    """Scrub secrets out of a third-party exception in place (its text, ``message`` and ``body``), so the
+    ``__cause__`` of ctxkit's error and every traceback that prints it stay clean.
+
+    Providers echo request headers in error bodies; the SDK copies the body into the message."""
+    exc.args = tuple(redact_text(a) if isinstance(a, str) else redact(a) for a in exc.args)
+    for attr in ("message", "body"):
+        value = getattr(exc, attr, None)
+        if value is not None:
+            with contextlib.suppress(AttributeError, TypeError):  # a read-only attribute: nothing to scrub there
+                setattr(exc, attr, redact_text(value) if isinstance(value, str) else redact(value))
 
 
 def _short(exc: BaseException) -> str:

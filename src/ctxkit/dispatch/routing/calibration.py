@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 
 __all__ = ["Calibration", "OperatingPoint", "apgr", "calibrate", "operating_curve"]
@@ -23,7 +24,7 @@ __all__ = ["Calibration", "OperatingPoint", "apgr", "calibrate", "operating_curv
 ArrayLike = Sequence[float] | npt.NDArray[np.float64]
 
 
-class OperatingPoint(BaseModel):
+class OperatingPoint(CtxkitModel):
     """Quality and cost at one threshold. ``cost`` is in the units of the per-prompt costs given."""
 
     model_config = ConfigDict(frozen=True)
@@ -35,7 +36,7 @@ class OperatingPoint(BaseModel):
     cost_ratio: float  # cost / cost of always-strong
 
 
-class Calibration(BaseModel):
+class Calibration(CtxkitModel):
     """The chosen threshold, the point it gives on the calibration sample, and the whole curve."""
 
     model_config = ConfigDict(frozen=True)

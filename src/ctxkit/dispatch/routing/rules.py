@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result
@@ -15,7 +16,7 @@ from ctxkit.tokenizers.chat import ChatCounter
 __all__ = ["Rule", "RulesRouter"]
 
 
-class Rule(BaseModel):
+class Rule(CtxkitModel):
     """A condition and the route it sends to. Every condition given must hold.
 
     ``min_tokens``/``max_tokens`` bound the prompt's tokens (inclusive);

@@ -126,8 +126,17 @@ _SHAPES = [
     r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
     r"(?:gsk|pplx|r8|npm|nvapi|xai|fw|pk-lf|sk-lf)[-_][A-Za-z0-9_\-]{20,}",  # Groq, Perplexity, Replicate, ...
 ]
-# OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-), OpenRouter (sk-or-): removed even glued to a word
-_SHAPE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}|" + _B + "(?:" + "|".join(_SHAPES) + ")")
+# OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-), OpenRouter (sk-or-): removed wherever they start a
+# word; glued to a word only when the body looks like a key (a digit or a capital), so that words such as
+# "task-summarization-pipeline" survive
+_SHAPE = re.compile(
+    _B
+    + r"sk-[A-Za-z0-9_\-]{16,}|sk-(?=[A-Za-z0-9_\-]*[0-9A-Z])[A-Za-z0-9_\-]{16,}|"
+    + _B
+    + "(?:"
+    + "|".join(_SHAPES)
+    + ")"
+)
 _AUTH_SCHEME = re.compile(r"\b(?:[Bb]earer|BEARER|Basic|Digest|Token|ApiKey)\s+[A-Za-z0-9._~+/=\-]{8,}")
 # a credential-named field followed by its value: headers, JSON, Python reprs, keyword args, query strings
 _FIELD = re.compile(

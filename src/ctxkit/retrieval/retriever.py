@@ -57,14 +57,16 @@ from ctxkit.messages import Chunk, Message
 from ctxkit.paths import atomic_write
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder
+from ctxkit.retrieval.evidence import EvidencePacker, EvidenceWeights
 from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex, load_index
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
-__all__ = ["Retriever", "SearchMode"]
+__all__ = ["Packing", "Retriever", "SearchMode"]
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
+Packing = Literal["evidence", "chunks"]
 DocumentLike = Document | str | Mapping[str, Any]
 
 _STORE_FORMAT = "ctxkit.retriever"
@@ -151,6 +153,9 @@ class Retriever:
         mmr_lambda: float = 0.9,
         dedupe_threshold: float | None = 0.95,
         candidates: int = 50,
+        packing: Packing = "evidence",
+        evidence: EvidenceWeights | None = None,
+        evidence_pool: float = 4.0,
     ) -> None:
         if embedder is None:
             from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
@@ -164,6 +169,12 @@ class Retriever:
             raise InvalidInputError(f"the index has {index.dim} dimensions but the embedder makes {embedder.dim}")
         if candidates < 1:
             raise InvalidInputError(f"candidates must be at least 1, got {candidates}")
+        if packing not in ("evidence", "chunks"):
+            raise InvalidInputError(f"packing must be 'evidence' or 'chunks', not {packing!r}")
+        if not evidence_pool >= 1.0:
+            raise InvalidInputError(
+                f"evidence_pool must be >= 1 (candidates' tokens per budget token), got {evidence_pool}"
+            )
         self.embedder = embedder
         self.index = index
         self.tokenizer = get_tokenizer(tokenizer)
@@ -175,6 +186,9 @@ class Retriever:
         self.mmr_lambda = mmr_lambda
         self.dedupe_threshold = dedupe_threshold
         self.candidates = candidates
+        self.packing: Packing = packing
+        self.evidence_pool = float(evidence_pool)
+        self.evidence = EvidencePacker(embedder, self.tokenizer, weights=evidence)
         self._chunks: dict[str, Chunk] = {}
         self._by_doc: dict[str, list[str]] = {}
         self._wrapper_cache: dict[tuple[str, str], int] = {}
@@ -334,10 +348,14 @@ class Retriever:
         mode: SearchMode | None = None,
         candidates: int | None = None,
         diversity: bool = True,
+        packing: Packing | None = None,
     ) -> list[Chunk]:
         """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring)."""
         if not isinstance(budget_tokens, int) or budget_tokens < 0:
             raise InvalidInputError(f"budget_tokens must be an int >= 0, got {budget_tokens!r}")
+        packing = packing or self.packing
+        if packing not in ("evidence", "chunks"):
+            raise InvalidInputError(f"packing must be 'evidence' or 'chunks', not {packing!r}")
         mode = self._resolve_mode(mode)
         n_cand = candidates or max(self.candidates, budget_tokens // 32)
         ranked, qv = self._ranked(query, n_cand, filter, mode)
@@ -361,6 +379,8 @@ class Retriever:
                     relevance=scores[sub] if mode != "vector" else None,
                 )
                 order = sub[picked].tolist()
+        if packing == "evidence":
+            return self._pack_evidence(query, [(ids[j], float(scores[j])) for j in order], budget_tokens, qv)
         out: list[Chunk] = []
         room = budget_tokens
         for j in order:
@@ -372,6 +392,18 @@ class Retriever:
                 if room < 16:
                     break
         return out
+
+    def _pack_evidence(self, query: str, ranked: list[tuple[str, float]], budget: int, qv: Any) -> list[Chunk]:
+        """Candidates (best first) worth ``evidence_pool`` times the budget, packed sentence by sentence."""
+        cands: list[Chunk] = []
+        pool = 0
+        for i, s in ranked:
+            if pool >= self.evidence_pool * budget:
+                break
+            c = self._chunks[i]
+            cands.append(c.model_copy(update={"score": max(s, 0.0)}))
+            pool += self.chunk_cost(c)
+        return self.evidence.pack(query, cands, budget, query_vector=qv).chunks
 
     async def aretrieve(self, query: str, budget_tokens: int, **kw: Any) -> list[Chunk]:
         """:meth:`retrieve` in a worker thread, for async callers."""
@@ -395,6 +427,7 @@ class Retriever:
         memory: str | None = None,
         filter: Filter | None = None,
         mode: SearchMode | None = None,
+        packing: Packing | None = None,
     ) -> AssembledPrompt:
         """Retrieve for what the budget leaves after the other sections, then assemble the prompt."""
         asm = assembler or Assembler(model, budget)
@@ -409,7 +442,7 @@ class Retriever:
         used = counter.base_tokens + sum(counter.message_tokens(m) for m in others)
         header = asm.counter.tokenizer.count(asm.context_header + "\n\n") + 1
         room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
-        chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode) if room > 0 else []
+        chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode, packing=packing) if room > 0 else []
         return asm.assemble(query=query, system=system, history=history, memory=memory, chunks=chunks, budget=bud)
 
     # ------------------------------------------------------------------ persistence
@@ -444,6 +477,9 @@ class Retriever:
                 "mmr_lambda": self.mmr_lambda,
                 "dedupe_threshold": self.dedupe_threshold,
                 "candidates": self.candidates,
+                "packing": self.packing,
+                "evidence_pool": self.evidence_pool,
+                "evidence": self.evidence.weights.model_dump(),
             },
             "index": {"class": type(index).__name__, "dim": index.dim, "member": "index.ctx"},
             "chunks": len(self._chunks),
@@ -618,8 +654,11 @@ class Retriever:
                 mmr_lambda=float(ranking["mmr_lambda"]),
                 dedupe_threshold=None if ranking["dedupe_threshold"] is None else float(ranking["dedupe_threshold"]),
                 candidates=int(ranking["candidates"]),
+                packing=ranking.get("packing", "chunks"),
+                evidence=EvidenceWeights.model_validate(ranking["evidence"]) if "evidence" in ranking else None,
+                evidence_pool=float(ranking.get("evidence_pool", 4.0)),
             )
-        except InvalidInputError as exc:
+        except (InvalidInputError, ValueError) as exc:
             raise ResourceError(
                 f"{src} has invalid settings in its manifest ({exc}); save the Retriever again"
             ) from exc

@@ -239,13 +239,23 @@ def overhead(examples: list[QAExample], build: Callable[[QAExample], Corpus], bu
     return {"cold": spread(cold), "warm": spread(warm), "budget": budget, "n": len(examples)}
 
 
-SWEEP: list[dict[str, float]] = [
-    {"lead": lead, "passage": passage, "lexical": lexical, "density": density}
-    for lead in (0.0, 0.15, 0.3)
-    for passage in (0.25, 0.5, 1.0)
-    for lexical in (0.0, 0.3, 0.6)
-    for density in (0.5, 1.0)
-]
+#: the dev sweeps that chose EvidenceWeights' defaults: a coarse grid, then a finer one around its best
+SWEEPS: dict[int, list[dict[str, float]]] = {
+    1: [
+        {"lead": lead, "passage": passage, "lexical": lexical, "density": density}
+        for lead in (0.0, 0.15, 0.3)
+        for passage in (0.25, 0.5, 1.0)
+        for lexical in (0.0, 0.3, 0.6)
+        for density in (0.5, 1.0)
+    ],
+    2: [
+        {"lead": lead, "lexical": lexical, "neighbour": neighbour, "temperature": temperature, "passage": 0.5}
+        for lead in (0.15, 0.2)
+        for lexical in (0.6, 1.0)
+        for neighbour in (0.0, 0.1, 0.2)
+        for temperature in (0.05, 0.1, 0.2)
+    ],
+}
 
 
 def main(argv: list[str]) -> dict[str, object]:
@@ -254,7 +264,7 @@ def main(argv: list[str]) -> dict[str, object]:
     p.add_argument("--dev", type=int, default=400)
     p.add_argument("--heldout", type=int, default=400)
     p.add_argument("--squad", type=int, default=400)
-    p.add_argument("--tune", action="store_true", help="only the HotpotQA dev sweep of the evidence weights")
+    p.add_argument("--tune", type=int, choices=sorted(SWEEPS), help="only this HotpotQA dev sweep of the weights")
     p.add_argument("--overhead", type=int, default=40, help="questions timed for the overhead ratio")
     args = p.parse_args(argv)
     if args.quick:
@@ -262,7 +272,8 @@ def main(argv: list[str]) -> dict[str, object]:
     emb = _embedder()
     dev = _sample(hotpotqa("dev"), args.dev)
     if args.tune:
-        weights = [EvidenceWeights(**change) for change in SWEEP]
+        sweep = SWEEPS[args.tune]
+        weights = [EvidenceWeights(**change) for change in sweep]
         res = evaluate(
             dev,
             _hotpot_corpora(emb, dev),
@@ -274,7 +285,7 @@ def main(argv: list[str]) -> dict[str, object]:
         )
         sf = res["sf_all"]
         ranked = sorted(sf, key=lambda k: -(sf[k]["256"] + sf[k]["512"]))
-        res["sweep"] = [{**SWEEP[int(k[1:])], **{f"sf_all_{b}": sf[k][b] for b in ("256", "512")}} for k in ranked]
+        res["sweep"] = [{**sweep[int(k[1:])], **{f"sf_all_{b}": sf[k][b] for b in ("256", "512")}} for k in ranked]
         del res["sf_all"], res["answer"]
         return res
     out: dict[str, object] = {"tokenizer": "cl100k_base", "budgets": list(BUDGETS)}

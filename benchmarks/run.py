@@ -100,6 +100,13 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("simulated_cost_ratio_anthropic", "naive layout on Anthropic", "—"),
         ("simulated_cost_ratio_openai", "naive layout on OpenAI", "—"),
     ],
+    "evidence": [
+        ("hotpotqa_heldout_sf_all_evidence_256", "top-k whole passages: hotpotqa_heldout_sf_all_peer_256", "≥ 0.85"),
+        ("hotpotqa_heldout_sf_all_evidence_512", "top-k whole passages (table in the section)", "≥ 0.93"),
+        ("squad_v2_dev_answer_evidence_256", "top-k whole passages: squad_v2_dev_answer_peer_256", "≥ 0.85"),
+        ("squad_v2_dev_answer_evidence_512", "top-k whole passages (table in the section)", "≥ 0.93"),
+        ("overhead_evidence_vs_chunks.cold", "chunk packing (time ratio, first query over new text)", "—"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),

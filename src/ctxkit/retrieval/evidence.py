@@ -67,11 +67,11 @@ class EvidenceWeights(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dense: float = Field(1.0, ge=0.0, description="weight of the query-sentence cosine")
-    lexical: float = Field(0.3, ge=0.0, description="weight of the sentence's BM25 score, scaled by the best")
+    lexical: float = Field(0.6, ge=0.0, description="weight of the sentence's BM25 score, scaled by the best")
     passage: float = Field(0.5, ge=0.0, description="weight of the passage's relevance (cosine and scaled BM25)")
     neighbour: float = Field(0.1, ge=0.0, description="share of the better adjacent sentence's score")
-    lead: float = Field(0.0, ge=0.0, description="bonus for a document's first sentence")
-    temperature: float = Field(0.1, gt=0.0, description="value = exp((score - best) / temperature)")
+    lead: float = Field(0.2, ge=0.0, description="bonus for a document's first sentence")
+    temperature: float = Field(0.2, gt=0.0, description="value = exp((score - best) / temperature)")
     density: float = Field(1.0, ge=0.0, le=2.0, description="greedy key is value / cost ** density")
 
 

@@ -8,9 +8,13 @@ One request through :meth:`Retriever.retrieve`:
 2. **near-duplicates** — candidates whose embeddings have cosine >= ``dedupe_threshold``
    with a better candidate are dropped;
 3. **diversity** — the rest is ordered by maximal marginal relevance (MMR);
-4. **budget** — chunks are taken in that order while their tokens (text plus the
-   assembler's per-chunk wrapper) fit ``budget_tokens``; a chunk too big for what is left
-   is skipped and smaller later ones may still fit.
+4. **budget** — with ``packing="evidence"`` (the default), candidates worth
+   ``evidence_pool`` times the budget go to :class:`~ctxkit.retrieval.EvidencePacker`, which
+   scores their sentences against the query and packs the best by value per token, each
+   passage's title kept with its sentences (see :mod:`ctxkit.retrieval.evidence`). With
+   ``packing="chunks"`` whole chunks are taken in that order while their tokens (text plus
+   the assembler's per-chunk wrapper) fit ``budget_tokens``; a chunk too big for what is
+   left is skipped and smaller later ones may still fit.
 
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
 or the RRF score when hybrid), the source span and ``metadata["tokens"]``, and go
@@ -23,7 +27,8 @@ is a zip archive (format version 1) of four members:
 * ``manifest.json`` — format name and version, the embedder's ``name`` and ``dim``, the
   tokenizer spec, the chunker settings, the hybrid flag with the BM25 parameters, and the
   ranking settings (``rrf_k``, ``lexical_weight``, ``mmr_lambda``, ``dedupe_threshold``,
-  ``candidates``);
+  ``candidates``, ``packing``, ``evidence_pool`` and the evidence weights; a store without
+  them packs whole chunks, as it did when it was written);
 * ``chunks.jsonl`` — every stored :class:`~ctxkit.messages.Chunk`, one JSON object per
   line (``model_dump(mode="json")``), in store order;
 * ``by_doc.json`` — document id -> its chunk ids;

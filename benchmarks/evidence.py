@@ -258,6 +258,45 @@ SWEEPS: dict[int, list[dict[str, float]]] = {
 }
 
 
+LABELS = {
+    "topk_passages": "top-k whole passages (peer)",
+    "chunks_dense": "chunks, dense (old default)",
+    "chunks_hybrid": "chunks, hybrid",
+    "evidence_dense": "evidence, dense",
+    "evidence_hybrid": "**evidence, hybrid (new default)**",
+}
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """The answer-in-context tables, one per data set and metric."""
+    lines: list[str] = []
+    for split, metrics in (
+        ("hotpotqa_dev", ("sf_all", "answer")),
+        ("hotpotqa_heldout", ("sf_all", "answer")),
+        ("squad_v2_dev", ("answer",)),
+    ):
+        res = out[split]
+        for metric in metrics:
+            n = res["n"] if metric == "sf_all" or split == "squad_v2_dev" else res["n_answer"]
+            lines += [
+                f"**{split}**, `{metric}` ({n} questions; cl100k tokens)",
+                "",
+                "| method | " + " | ".join(str(b) for b in BUDGETS) + " |",
+                "|---" * (len(BUDGETS) + 1) + "|",
+            ]
+            for m in METHODS:
+                row = res[metric][m]
+                lines.append(f"| {LABELS[m]} | " + " | ".join(f"{row[str(b)]:.3f}" for b in BUDGETS) + " |")
+            lines.append("")
+    o = out["overhead_evidence_vs_chunks"]
+    lines.append(
+        f"Time per query, evidence / chunk packing (hybrid, {o['budget']} tokens, {o['n']} questions): "
+        f"first query over new text {o['cold']['median']}× ({o['cold']['min']}–{o['cold']['max']}), "
+        f"repeat {o['warm']['median']}× ({o['warm']['min']}–{o['warm']['max']})."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> dict[str, object]:
     p = argparse.ArgumentParser(prog="evidence")
     p.add_argument("--quick", action="store_true")
@@ -295,6 +334,7 @@ def main(argv: list[str]) -> dict[str, object]:
     squad = sorted(_sample(squad_v2_dev(), args.squad), key=lambda e: (e.passages[0].title, e.id))
     out["squad_v2_dev"] = evaluate(squad, _squad_corpora(emb), hotpot=False, desc="squad v2 dev")
     out["overhead_evidence_vs_chunks"] = overhead(held[: args.overhead], _hotpot_corpora(emb, held))
+    out["markdown"] = markdown(out)
     for split, metric in (("hotpotqa_heldout", "sf_all"), ("squad_v2_dev", "answer")):
         table = out[split][metric]  # type: ignore[index]
         out[f"{split}_{metric}_evidence_256"] = table["evidence_hybrid"]["256"]

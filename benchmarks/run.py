@@ -172,12 +172,14 @@ def write_results_md() -> None:
         ]
         result = rec.get("result", {})
         for key, value in result.items():
-            if key.endswith("_range"):
+            if key.endswith("_range") or key == "markdown":
                 continue
             rng = result.get(f"{key}_range")
             span = f"{_fmt(rng['min'])} – {_fmt(rng['max'])}" if isinstance(rng, dict) and "min" in rng else ""
             lines.append(f"| `{key}` | {_fmt(value)} | {span} |")
         lines.append("")
+        if isinstance(result.get("markdown"), str):  # a benchmark's own tables, shown as they are
+            lines += [result["markdown"], ""]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 

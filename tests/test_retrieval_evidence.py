@@ -180,12 +180,13 @@ def test_evidence_beats_chunk_packing_on_hotpotqa_dev_at_256_tokens() -> None:
             ctx = "\n".join(c.text for c in chunks)
             return all(f in ctx for f in facts)
 
-        ev = found(r.retrieve(ex.question, 256))  # the default: packing="evidence"
+        ev = found(r.retrieve(ex.question, 256))  # the defaults: hybrid, packing="evidence"
         ch = found(r.retrieve(ex.question, 256, packing="chunks"))
         ev_total += ev
         ch_total += ch
         wins += ev and not ch
         losses += ch and not ev
-    # measured when written: see the assertion message; the sign test keeps a lucky draw from passing
-    assert ev_total - ch_total >= 6, (ev_total, ch_total, wins, losses)
+    # Measured when written: evidence 17/40, chunks 8/40 (12 wins, 3 losses; sign test p = 0.018).
+    # The margin and the paired sign test both have to hold, so a draw that is merely lucky fails.
+    assert ev_total - ch_total >= 7, (ev_total, ch_total, wins, losses)
     assert _sign_test_p(wins, losses) < 0.05, (ev_total, ch_total, wins, losses)

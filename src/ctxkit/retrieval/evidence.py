@@ -150,17 +150,28 @@ class _Passage:
 
 
 def _passages(candidates: Sequence[Chunk]) -> list[_Passage]:
-    """Candidates grouped by document (overlapping chunks merged), each sentence once, in document order."""
-    groups: dict[str, list[tuple[int, Chunk]]] = {}
+    """Passages: chunks of one document that overlap or touch merged, each sentence once, in document order."""
+    by_doc: dict[str, list[tuple[int, Chunk]]] = {}
     for rank, c in enumerate(candidates):
         key = f"doc:{c.doc_id}" if c.doc_id and c.start is not None else f"chunk:{rank}"
-        groups.setdefault(key, []).append((rank, c))
+        by_doc.setdefault(key, []).append((rank, c))
+    groups: list[list[tuple[int, Chunk]]] = []
+    for members in by_doc.values():
+        run_end = -1
+        for n, (rank, c) in enumerate(sorted(members, key=lambda rc: (rc[1].start or 0, rc[0]))):
+            start = c.start or 0
+            end = c.end if c.end is not None else start + len(c.text)
+            if n == 0 or start > run_end:  # a gap in the document: a new passage
+                groups.append([])
+                run_end = end
+            groups[-1].append((rank, c))
+            run_end = max(run_end, end)
     out: list[_Passage] = []
-    for key, members in groups.items():
-        best_rank, best = members[0]
+    for members in groups:
+        best_rank, best = min(members, key=lambda rc: rc[0])
+        key = f"{best.doc_id}@{members[0][1].start}" if best.doc_id else f"chunk:{best_rank}"
         p = _Passage(key, best.id or f"chunk-{best_rank}", best.title, best.doc_id, best.position, best_rank, {})
         p.metadata = dict(best.metadata)
-        members = sorted(members, key=lambda rc: (rc[1].start or 0, rc[0]))
         covered = -1  # absolute end of what is already taken (documents with spans)
         for _, c in members:
             base = c.start

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,31 @@ def test_evidence_beats_chunk_packing_on_hotpotqa_dev_at_256_tokens() -> None:
     # The margin and the paired sign test both have to hold, so a draw that is merely lucky fails.
     assert ev_total - ch_total >= 7, (ev_total, ch_total, wins, losses)
     assert _sign_test_p(wins, losses) < 0.05, (ev_total, ch_total, wins, losses)
+
+
+def test_packing_settings_survive_save_and_load(tmp_path: Path) -> None:
+    w = EvidenceWeights(lead=0.05, lexical=0.1, density=0.5)
+    r = Retriever(
+        HashedWords(),
+        NumpyIndex(64),
+        tokenizer="tiktoken:cl100k_base",
+        hybrid=False,
+        packing="chunks",
+        evidence=w,
+        evidence_pool=2.5,
+    )
+    r.add_documents(
+        [
+            Document(id=f"d{i}", title=f"T{i}", text=f"Alpha river {i}. Stone city born {i}. Film of 1950.")
+            for i in range(6)
+        ],
+        progress=False,
+    )
+    back = Retriever.load(r.save(tmp_path / "r.ctx"), embedder=HashedWords())
+    assert (back.packing, back.evidence_pool, back.evidence.weights, back.lexical) == ("chunks", 2.5, w, None)
+    for packing in ("chunks", "evidence"):
+        assert back.retrieve("alpha born 1950", 60, packing=packing) == r.retrieve(
+            "alpha born 1950", 60, packing=packing
+        )
+    default = Retriever(HashedWords(), NumpyIndex(64))
+    assert default.packing == "evidence" and default.lexical is not None  # the defaults chosen on HotpotQA dev

@@ -664,6 +664,7 @@ class Retriever:
                 mmr_lambda=float(ranking["mmr_lambda"]),
                 dedupe_threshold=None if ranking["dedupe_threshold"] is None else float(ranking["dedupe_threshold"]),
                 candidates=int(ranking["candidates"]),
+                hybrid=bm25 is not None,
                 packing=ranking.get("packing", "chunks"),
                 evidence=EvidenceWeights.model_validate(ranking["evidence"]) if "evidence" in ranking else None,
                 evidence_pool=float(ranking.get("evidence_pool", 4.0)),

@@ -19,10 +19,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import spread, timed  # noqa: E402
+from _timing import spread, timed
 
-from ctxkit.gguf import convert_gguf, extra_bufts_decision, load_llama  # noqa: E402
-from ctxkit.tokenizers._gguf import default_gguf_path  # noqa: E402
+from ctxkit.gguf import convert_gguf, extra_bufts_decision, load_llama
+from ctxkit.tokenizers._gguf import default_gguf_path
 
 TEXT = (
     "The museum was founded in 1887 by a group of local merchants. Over the years it grew from a single room "

@@ -205,7 +205,10 @@ def main(argv: list[str]) -> dict[str, object]:
         return round(statistics.fmean(float(x) for x in xs), 3) if xs else float("nan")
 
     return {
-        "model": "SmolLM2-135M-Instruct (ctxkit: llama.cpp on the shipped Q4_1 GGUF converted to 16-bit; llmlingua: the same weights dequantized to a Hugging Face folder)",
+        "model": (
+            "SmolLM2-135M-Instruct (ctxkit: llama.cpp on the shipped Q4_1 GGUF converted to 16-bit; "
+            "llmlingua: the same weights dequantized to a Hugging Face folder)"
+        ),
         "data": {
             "texts": f"{n_text} GSM8K 4-shot prompts + {n_text} ShareGPT chats",
             "rates": list(RATES),

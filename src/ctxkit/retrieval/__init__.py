@@ -8,6 +8,8 @@ Stages, each behind a small interface and swappable:
 * :class:`VectorIndex` — :class:`FaissIndex` (exact, HNSW/IVF above a size threshold),
   :class:`NumpyIndex` (exact, no extra), :class:`QdrantIndex` (qdrant-client);
 * :class:`BM25Index`, :func:`rrf_fuse`, :func:`mmr`, :func:`near_duplicates` — ranking;
+* :class:`EvidencePacker` — the sentences of more candidates than fit, scored against the
+  query and packed by value per token with their passage titles (the default packing);
 * :class:`Retriever` — documents in, scored :class:`~ctxkit.messages.Chunk` objects within a
   token budget out (or a whole budgeted prompt with :meth:`Retriever.prompt`).
 
@@ -24,6 +26,7 @@ from ctxkit.retrieval.embeddings import (
     SentenceTransformerEmbedder,
     default_model_path,
 )
+from ctxkit.retrieval.evidence import EvidenceDrop, EvidencePack, EvidencePacker, EvidenceWeights
 from ctxkit.retrieval.index import (
     BaseVectorIndex,
     FaissIndex,
@@ -38,7 +41,7 @@ from ctxkit.retrieval.index import (
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.qdrant import QdrantIndex
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
-from ctxkit.retrieval.retriever import Retriever, SearchMode
+from ctxkit.retrieval.retriever import Packing, Retriever, SearchMode
 
 __all__ = [
     "BM25Index",
@@ -49,11 +52,16 @@ __all__ = [
     "EmbedStats",
     "Embedder",
     "EmbeddingCache",
+    "EvidenceDrop",
+    "EvidencePack",
+    "EvidencePacker",
+    "EvidenceWeights",
     "FaissIndex",
     "Filter",
     "Hit",
     "IndexKind",
     "NumpyIndex",
+    "Packing",
     "QdrantIndex",
     "Retriever",
     "SearchMode",

@@ -95,7 +95,8 @@ class BM25Index:
             self._vocab = {}
             return
         model = self._bm25s.BM25(k1=self.k1, b=self.b)
-        model.index(tokens, show_progress=False)
+        with np.errstate(divide="ignore", invalid="ignore"):  # every text all stop words: average length 0
+            model.index(tokens, show_progress=False)
         self._model = model
         self._vocab = dict(model.vocab_dict)
 
@@ -109,7 +110,9 @@ class BM25Index:
             terms = [t for t in self._tokenize([query])[0] if t in self._vocab]
             if not terms:
                 return self._order, np.zeros(len(self._order), dtype=np.float32)
-            return self._order, np.asarray(self._model.get_scores(terms), dtype=np.float32)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                got = np.asarray(self._model.get_scores(terms), dtype=np.float32)
+            return self._order, np.nan_to_num(got, nan=0.0, posinf=0.0, neginf=0.0)
 
     def search(self, query: str, k: int = 10, *, filter: Filter | None = None) -> list[Hit]:
         """The ``k`` best-scoring texts with a positive score (fewer when fewer match)."""

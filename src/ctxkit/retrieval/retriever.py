@@ -8,10 +8,14 @@ One request through :meth:`Retriever.retrieve`:
 2. **near-duplicates** — candidates whose embeddings have cosine >= ``dedupe_threshold``
    with a better candidate are dropped;
 3. **diversity** — the rest is ordered by maximal marginal relevance (MMR);
-4. **budget** — chunks are taken in that order while their cost (the ``<document>``
-   block the assembler renders for them, counted whole by the retriever's tokenizer; a
-   ``metadata["tokens"]`` supplied by the caller is never trusted) fits ``budget_tokens``;
-   a chunk too big for what is left is skipped and smaller later ones may still fit.
+4. **budget** — with ``packing="evidence"`` (the default), candidates worth
+   ``evidence_pool`` times the budget go to :class:`~ctxkit.retrieval.EvidencePacker`, which
+   scores their sentences against the query and packs the best by value per token, each
+   passage's title kept with its sentences (see :mod:`ctxkit.retrieval.evidence`). With
+   ``packing="chunks"`` whole chunks are taken in that order while their cost (the
+   ``<document>`` block the assembler renders for them, counted whole by the retriever's
+   tokenizer; a ``metadata["tokens"]`` supplied by the caller is never trusted) fits
+   ``budget_tokens``; a chunk too big for what is left is skipped and smaller later ones may still fit.
 
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
 or the RRF score when hybrid), the source span and ``metadata["tokens"]`` (the
@@ -31,7 +35,8 @@ is a zip archive (format version 1) of four members:
 * ``manifest.json`` — format name and version, the embedder's ``name`` and ``dim``, the
   tokenizer spec, the chunker settings, the hybrid flag with the BM25 parameters, and the
   ranking settings (``rrf_k``, ``lexical_weight``, ``mmr_lambda``, ``dedupe_threshold``,
-  ``candidates``);
+  ``candidates``, ``packing``, ``evidence_pool`` and the evidence weights; a store without
+  them packs whole chunks, as it did when it was written);
 * ``chunks.jsonl`` — every stored :class:`~ctxkit.messages.Chunk`, one JSON object per
   line (``model_dump(mode="json")``), in store order;
 * ``by_doc.json`` — document id -> its chunk ids;
@@ -67,15 +72,17 @@ from ctxkit.messages import Chunk, Message
 from ctxkit.paths import atomic_write, remove_stale_temporaries
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder
+from ctxkit.retrieval.evidence import EvidencePacker, EvidenceWeights
 from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 from ctxkit.tokenizers.chat import base_tokens_for
 
-__all__ = ["Retriever", "SearchMode"]
+__all__ = ["Packing", "Retriever", "SearchMode"]
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
+Packing = Literal["evidence", "chunks"]
 DocumentLike = Document | str | Mapping[str, Any]
 
 _STORE_FORMAT = "ctxkit.retriever"
@@ -142,11 +149,16 @@ class Retriever:
     :class:`~ctxkit.retrieval.Chunker`, and ``tokenizer`` (a spec or model name) for every
     token count.
 
-    ``hybrid=True`` also keeps a BM25 index and makes ``mode="hybrid"`` (dense + BM25 fused
-    by RRF, BM25 weighted by ``lexical_weight``) the default mode. It is off by default
-    because on the benchmark's real QA set (ShareGPT questions) dense MiniLM alone was as
-    good or better at small budgets; turn it on for keyword-heavy queries (identifiers,
-    names, error codes). ``mmr_lambda`` trades relevance (1.0) for diversity (lower).
+    ``hybrid=True`` (the default) also keeps a BM25 index and makes ``mode="hybrid"`` (dense
+    + BM25 fused by RRF, BM25 weighted by ``lexical_weight``) the default mode; on HotpotQA
+    dev it put the evidence in the packed context at least as often as dense retrieval
+    alone at every budget (``benchmarks/evidence.py``). ``hybrid=False`` keeps dense MiniLM
+    only. ``mmr_lambda`` trades relevance (1.0) for diversity (lower).
+
+    ``packing="evidence"`` (the default) packs the best sentences of ``evidence_pool``
+    times the budget's worth of candidates, with their passage titles
+    (:class:`~ctxkit.retrieval.EvidencePacker`, weights ``evidence``); ``packing="chunks"``
+    packs whole chunks. Either can be chosen per call.
     """
 
     def __init__(
@@ -156,12 +168,15 @@ class Retriever:
         *,
         chunker: Chunker | None = None,
         tokenizer: str | Tokenizer = "tiktoken:cl100k_base",
-        hybrid: bool = False,
+        hybrid: bool = True,
         rrf_k: int = 60,
         lexical_weight: float = 1.0,
         mmr_lambda: float = 0.9,
         dedupe_threshold: float | None = 0.95,
         candidates: int = 50,
+        packing: Packing = "evidence",
+        evidence: EvidenceWeights | None = None,
+        evidence_pool: float = 4.0,
     ) -> None:
         if embedder is None:
             from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
@@ -175,6 +190,12 @@ class Retriever:
             raise InvalidInputError(f"the index has {index.dim} dimensions but the embedder makes {embedder.dim}")
         if candidates < 1:
             raise InvalidInputError(f"candidates must be at least 1, got {candidates}")
+        if packing not in ("evidence", "chunks"):
+            raise InvalidInputError(f"packing must be 'evidence' or 'chunks', not {packing!r}")
+        if not evidence_pool >= 1.0:
+            raise InvalidInputError(
+                f"evidence_pool must be >= 1 (candidates' tokens per budget token), got {evidence_pool}"
+            )
         self.embedder = embedder
         self.index = index
         self.tokenizer = get_tokenizer(tokenizer)
@@ -186,6 +207,9 @@ class Retriever:
         self.mmr_lambda = mmr_lambda
         self.dedupe_threshold = dedupe_threshold
         self.candidates = candidates
+        self.packing: Packing = packing
+        self.evidence_pool = float(evidence_pool)
+        self.evidence = EvidencePacker(embedder, self.tokenizer, weights=evidence)
         self._chunks: dict[str, Chunk] = {}
         self._by_doc: dict[str, list[str]] = {}
         # Guards _chunks, _by_doc, the vector index and BM25 together: a write (add, replace,
@@ -396,6 +420,7 @@ class Retriever:
         mode: SearchMode | None = None,
         candidates: int | None = None,
         diversity: bool = True,
+        packing: Packing | None = None,
     ) -> list[Chunk]:
         """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring)."""
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or budget_tokens < 0:
@@ -403,6 +428,9 @@ class Retriever:
         bad_candidates = not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1
         if candidates is not None and bad_candidates:
             raise InvalidInputError(f"candidates must be a positive int or None, got {candidates!r}")
+        packing = packing or self.packing
+        if packing not in ("evidence", "chunks"):
+            raise InvalidInputError(f"packing must be 'evidence' or 'chunks', not {packing!r}")
         mode = self._resolve_mode(mode)
         n_cand = candidates or max(self.candidates, budget_tokens // 32)
         want_vecs = self.dedupe_threshold is not None or diversity
@@ -424,6 +452,8 @@ class Retriever:
                     relevance=scores[sub] if mode != "vector" else None,
                 )
                 order = sub[picked].tolist()
+        if packing == "evidence":
+            return self._pack_evidence(query, [(found[j], float(scores[j])) for j in order], budget_tokens, qv)
         out: list[Chunk] = []
         room = budget_tokens
         for j in order:
@@ -435,6 +465,18 @@ class Retriever:
                 if room < 16:
                     break
         return out
+
+    def _pack_evidence(self, query: str, ranked: list[tuple[Chunk, float]], budget: int, qv: Any) -> list[Chunk]:
+        """Candidates (best first, from the search's snapshot) worth ``evidence_pool`` times the budget, packed
+        sentence by sentence."""
+        cands: list[Chunk] = []
+        pool = 0
+        for c, s in ranked:
+            if pool >= self.evidence_pool * budget:
+                break
+            cands.append(c.model_copy(update={"score": max(s, 0.0)}))
+            pool += self.chunk_cost(c)
+        return self.evidence.pack(query, cands, budget, query_vector=qv).chunks
 
     async def aretrieve(self, query: str, budget_tokens: int, **kw: Any) -> list[Chunk]:
         """:meth:`retrieve` in a worker thread, for async callers."""
@@ -459,6 +501,7 @@ class Retriever:
         memory: str | None = None,
         filter: Filter | None = None,
         mode: SearchMode | None = None,
+        packing: Packing | None = None,
     ) -> AssembledPrompt:
         """Retrieve for what the budget leaves after the other sections, then assemble the prompt."""
         asm = assembler or Assembler(model, budget)
@@ -473,7 +516,7 @@ class Retriever:
         used = base_tokens_for(counter, "system" if system else None) + sum(counter.message_tokens(m) for m in others)
         header = asm.counter.tokenizer.count(asm.context_header + "\n\n") + 1
         room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
-        chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode) if room > 0 else []
+        chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode, packing=packing) if room > 0 else []
         return asm.assemble(query=query, system=system, history=history, memory=memory, chunks=chunks, budget=bud)
 
     # ------------------------------------------------------------------ persistence
@@ -508,6 +551,9 @@ class Retriever:
                 "mmr_lambda": self.mmr_lambda,
                 "dedupe_threshold": self.dedupe_threshold,
                 "candidates": self.candidates,
+                "packing": self.packing,
+                "evidence_pool": self.evidence_pool,
+                "evidence": self.evidence.weights.model_dump(),
             },
             "index": {"class": type(index).__name__, "dim": index.dim, "member": "index.ctx"},
             "chunks": len(self._chunks),
@@ -683,8 +729,12 @@ class Retriever:
                 mmr_lambda=float(ranking["mmr_lambda"]),
                 dedupe_threshold=None if ranking["dedupe_threshold"] is None else float(ranking["dedupe_threshold"]),
                 candidates=int(ranking["candidates"]),
+                hybrid=bm25 is not None,
+                packing=ranking.get("packing", "chunks"),
+                evidence=EvidenceWeights.model_validate(ranking["evidence"]) if "evidence" in ranking else None,
+                evidence_pool=float(ranking.get("evidence_pool", 4.0)),
             )
-        except InvalidInputError as exc:
+        except (InvalidInputError, ValueError) as exc:
             raise ResourceError(
                 f"{src} has invalid settings in its manifest ({exc}); save the Retriever again"
             ) from exc

@@ -8,7 +8,7 @@ rotated); the figure is ``tokens/s off / tokens/s on`` (median, min–max): belo
 setting costs. Where the probe crashed, only the off setting is timed (the on setting would kill
 the process): that is the setting ctxkit runs there.
 
-    python benchmarks/run.py llama_bufts [--reps 5] [--quick]
+    python benchmarks/run.py llama_bufts [--reps=7] [--quick]
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def _prefill(llm: Any, ids: list[int]) -> float:
 
 def main(argv: list[str]) -> dict[str, object]:
     quick = "--quick" in argv
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else (2 if quick else 7)
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--reps=")]
+    reps = int(given[-1]) if given else (2 if quick else 7)
     n_tokens = 128 if quick else 512
     smol = default_gguf_path()
     f16 = convert_gguf(smol, "f16")

@@ -221,9 +221,10 @@ def test_evidence_beats_chunk_packing_on_hotpotqa_dev_at_256_tokens() -> None:
         ch_total += ch
         wins += ev and not ch
         losses += ch and not ev
-    # Measured when written: evidence 17/40, chunks 8/40 (12 wins, 3 losses; sign test p = 0.018).
+    # Measured when written: evidence 17/40, chunks 8/40 (12 wins, 3 losses; sign test p = 0.018); with the
+    # second hop and coverage: evidence 21/40, chunks 8/40 (16 wins, 3 losses; p = 0.002).
     # The margin and the paired sign test both have to hold, so a draw that is merely lucky fails.
-    assert ev_total - ch_total >= 7, (ev_total, ch_total, wins, losses)
+    assert ev_total - ch_total >= 10, (ev_total, ch_total, wins, losses)
     assert _sign_test_p(wins, losses) < 0.05, (ev_total, ch_total, wins, losses)
 
 

@@ -255,6 +255,19 @@ SWEEPS: dict[int, list[dict[str, float]]] = {
         for neighbour in (0.0, 0.1, 0.2)
         for temperature in (0.05, 0.1, 0.2)
     ],
+    3: [
+        {"bridge": bridge, "bridge_top": top, "cover": cover}
+        for bridge in (0.0, 0.2, 0.4, 0.8)
+        for top in (1, 2, 3)
+        for cover in (0, 2)
+        if bridge > 0 or top == 1
+    ],
+    4: [
+        {"bridge": bridge, "bridge_top": top, "cover": cover}
+        for bridge in (0.8, 1.2, 1.6, 2.4)
+        for top in (2, 3, 4)
+        for cover in (0, 2, 3)
+    ],
 }
 
 

@@ -14,8 +14,13 @@
      passage is lifted with it;
    * neighbour: a share of the better adjacent sentence's score;
    * lead: a bonus for a document's first sentence (it usually says what the passage is about);
+   * bridge (a second hop): the best sentences of that first pass are searched for the titles
+     of the other passages (case-insensitive, whole words); a passage they name is lifted.
+     The second paragraph of a multi-hop question often shares few words with the question
+     but is named in the first;
 
-3. **packs by value per token**: a sentence's value is ``exp((score - best) / temperature)``;
+3. **packs by value per token**, after **coverage**: the best sentence of each of the ``cover``
+   best passages goes in first; then a sentence's value is ``exp((score - best) / temperature)``;
    the greedy step takes the sentence with the highest ``value / cost ** density`` that still
    fits, where the cost of a passage's first kept sentence includes its ``<document>``
    wrapper with the title (the title stays with what is kept from its passage and is paid for);
@@ -73,6 +78,9 @@ class EvidenceWeights(BaseModel):
     lead: float = Field(0.2, ge=0.0, description="bonus for a document's first sentence")
     temperature: float = Field(0.2, gt=0.0, description="value = exp((score - best) / temperature)")
     density: float = Field(1.0, ge=0.0, le=2.0, description="greedy key is value / cost ** density")
+    bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
+    bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
+    cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
 
 
 class EvidenceDrop(BaseModel):
@@ -251,6 +259,37 @@ def _bm25(query: str, texts: list[str], *, k1: float = 1.5, b: float = 0.75) -> 
     return scores
 
 
+_PAREN = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+@lru_cache(maxsize=16_384)
+def _title_pattern(title: str) -> re.Pattern[str] | None:
+    """A title (without a trailing ``(disambiguation)``) as a case-insensitive, word-bounded pattern."""
+    core = _PAREN.sub("", title).strip() or title.strip()
+    stop = _stopwords()
+    if not any(w not in stop for w in _WORD.findall(core.lower())):  # "The", "It": not a mention
+        return None
+    return re.compile(rf"(?<!\w){re.escape(core)}(?!\w)", re.IGNORECASE)
+
+
+def _mentioned(passages: list[_Passage], owner: npt.NDArray[np.int64], score: FloatArray, top: int) -> FloatArray:
+    """1.0 for each passage whose title one of the ``top`` best sentences mentions (a second hop).
+
+    A sentence never points at a passage with its own passage's title (one article's sections).
+    """
+    texts = [t for p in passages for _, _, t in p.sents]
+    out = np.zeros(len(passages), dtype=np.float64)
+    for j in np.argsort(-score, kind="stable")[:top].tolist():
+        own = passages[int(owner[j])].title.strip().lower()
+        for i, p in enumerate(passages):
+            if out[i] or not p.title or p.title.strip().lower() == own:
+                continue
+            pat = _title_pattern(p.title)
+            if pat is not None and pat.search(texts[j]):
+                out[i] = 1.0
+    return out
+
+
 class EvidencePacker:
     """Pack the sentences of candidate chunks that best answer a query into a token budget.
 
@@ -316,6 +355,8 @@ class EvidencePacker:
             first = np.r_[True, owner[1:] != owner[:-1]]
             lead = np.fromiter((p.first_is_lead for p in passages), bool, len(passages))[owner]
             score = score + w.lead * (first & lead)
+        if w.bridge > 0 and len(passages) > 1:
+            score = score + w.bridge * _mentioned(passages, owner, score, w.bridge_top)[owner]
         return score, owner
 
     def pack(
@@ -354,6 +395,19 @@ class EvidencePacker:
         opened = np.zeros(len(passages), dtype=bool)
         order: list[int] = []
         room = budget_tokens
+        if w.cover > 0:  # coverage before depth: the best sentence of each of the best passages first
+            best_of = np.full(len(passages), -1, dtype=np.int64)
+            for j in np.argsort(-score, kind="stable").tolist():
+                if best_of[owner[j]] < 0:
+                    best_of[owner[j]] = j
+            for i in np.argsort(-score[best_of], kind="stable")[: w.cover].tolist():
+                j = int(best_of[i])
+                eff_j = int(cost[j] + wrap[owner[j]])
+                if eff_j <= room:
+                    picked[j] = True
+                    order.append(j)
+                    room -= eff_j
+                    opened[owner[j]] = True
         while True:
             eff = cost + np.where(opened[owner], 0, wrap[owner])
             ok = ~picked & (eff <= room)

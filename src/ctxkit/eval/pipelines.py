@@ -18,6 +18,7 @@ otherwise the run's model answers.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "LlamaIndexStylePipeline",
     "NaivePipeline",
     "Pipeline",
+    "parse_pipeline",
     "render_documents",
 ]
 
@@ -329,3 +331,27 @@ def _llamaindex_embedding() -> Any:
             return self._get_query_embedding(query)
 
     return _MiniLM(model_name=emb.name)
+
+
+_SPEC = re.compile(
+    r"^(?:ctxkit-(?P<budget>\d+)(?:-prune(?P<rate>0?\.\d+))?|naive(?:-top(?P<k>\d+))?|langchain|llamaindex)$"
+)
+
+
+def parse_pipeline(spec: str, *, price_as: str = "gpt-4o-mini") -> Pipeline:
+    """A pipeline by name: naive, naive-topK, ctxkit-N, ctxkit-N-pruneR, langchain, llamaindex."""
+    m = _SPEC.match(spec)
+    if m is None:
+        raise InvalidInputError(
+            f"unknown pipeline {spec!r}; use naive, naive-top<K>, ctxkit-<budget>, ctxkit-<budget>-prune<rate>, "
+            "langchain or llamaindex"
+        )
+    if spec == "langchain":
+        return LangChainStylePipeline()
+    if spec == "llamaindex":
+        return LlamaIndexStylePipeline()
+    if m["budget"]:
+        return CtxkitPipeline(
+            int(m["budget"]), model=price_as, prune_rate=float(m["rate"]) if m["rate"] else None, name=spec
+        )
+    return NaivePipeline(top_k=int(m["k"]) if m["k"] else None, name=spec)

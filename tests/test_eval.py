@@ -182,7 +182,7 @@ def test_tasks_round_trip_and_validation(tmp_path: Path) -> None:
     assert load_tasks(path) == tasks
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "question": "q", "answers": []}\n')
-    with pytest.raises(InvalidInputError, match="bad.jsonl:1"):
+    with pytest.raises(InvalidInputError, match=r"bad\.jsonl:1"):
         load_tasks(bad)
     with pytest.raises(ResourceError):
         load_tasks(tmp_path / "missing.jsonl")
@@ -283,7 +283,8 @@ def fn(messages):
 
 tasks = [Task(id=f"t{i}", question=f"question {i}", answers=("answer",)) for i in range(12)]
 pipes = [NaivePipeline(), NaivePipeline(name="plain", timestamp=False)]
-run_eval(tasks, pipes, FunctionBackend(fn, model="gpt-4o-mini", local=True), model="fn", path=sys.argv[1], progress=False)
+backend = FunctionBackend(fn, model="gpt-4o-mini", local=True)
+run_eval(tasks, pipes, backend, model="fn", path=sys.argv[1], progress=False)
 """
 
 

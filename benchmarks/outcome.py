@@ -88,7 +88,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--skip", default="", help="comma-separated phases to skip: sweep,prune,cascade")
     a = ap.parse_args(argv)
     if a.quick:
-        a.n, a.n_sweep, a.n_context, a.n_dev, a.n_prune, a.n_cascade = 3, 2, 8, 8, 2, 2
+        a.n, a.n_sweep, a.n_context, a.n_dev, a.n_prune, a.n_cascade = 2, 1, 4, 4, 1, 0
         a.model = "smollm2" if a.model == "auto" else a.model
         a.budgets = "256,512"
     return a

@@ -100,6 +100,14 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("simulated_cost_ratio_anthropic", "naive layout on Anthropic", "—"),
         ("simulated_cost_ratio_openai", "naive layout on OpenAI", "—"),
     ],
+    "outcome": [
+        ("accuracy_ctxkit_minus_naive", "naive (all 10 paragraphs), same model; CI: see _ci", "≥ −0.01"),
+        ("input_tokens_ratio", "naive (ctxkit / naive input tokens)", "≤ 0.35"),
+        ("cost_per_success_ratio", "naive at list prices", "≤ 0.4"),
+        ("answer_in_context_256", "— (supporting facts inside the packed context)", "≥ 0.85"),
+        ("answer_in_context_512", "—", "≥ 0.93"),
+        ("net_latency_gain", "answering the unpruned prompt (LLMLingua: ≤ 18% per arXiv 2604.02985)", "> 0"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),
@@ -171,6 +179,9 @@ def write_results_md() -> None:
             span = f"{_fmt(rng['min'])} – {_fmt(rng['max'])}" if isinstance(rng, dict) and "min" in rng else ""
             lines.append(f"| `{key}` | {_fmt(value)} | {span} |")
         lines.append("")
+        extra = RESULTS_DIR / f"{rec['name']}.md"  # a benchmark's own tables and notes, when it writes them
+        if extra.is_file():
+            lines += [extra.read_text(encoding="utf-8").rstrip(), ""]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 

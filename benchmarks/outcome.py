@@ -24,8 +24,9 @@ Phases (each resumable):
 2. **packing figures on held-out** (no model calls) over ``--n-context`` questions: share of
    questions whose every supporting-fact sentence is inside the packed context
    (``answer_in_context_<B>``) and priced prompt tokens against naive;
-3. **answers**: naive and the chosen budget on ``--n`` held-out questions; the other budgets on
-   the first ``--n-sweep``;
+3. **answers**: naive and the chosen budget on ``--n`` held-out questions; the other budgets and
+   the LangChain-style (vector store top 4 + ``trim_messages``) and LlamaIndex-style
+   (``VectorStoreIndex`` top 2) baselines on the first ``--n-sweep``;
 4. **pruning end to end** (``--n-prune``): naive prompts (~1.2–2k tokens) with and without
    question-aware :class:`~ctxkit.compress.TokenPruner` pruning at ``--prune-rate``; compress +
    answer time against answer time alone (``net_latency_gain``) and accuracy both ways;
@@ -85,7 +86,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--prune-rate", type=float, default=0.5)
     ap.add_argument("--cascade-threshold", type=float, default=-0.3)
     ap.add_argument("--run-dir", default=str(RUN_DIR))
-    ap.add_argument("--skip", default="", help="comma-separated phases to skip: sweep,prune,cascade")
+    ap.add_argument("--skip", default="", help="comma-separated phases to skip: sweep,baselines,prune,cascade")
     a = ap.parse_args(argv)
     if a.quick:
         a.n, a.n_sweep, a.n_context, a.n_dev, a.n_prune, a.n_cascade = 2, 1, 4, 4, 1, 0
@@ -208,7 +209,11 @@ def main(argv: list[str]) -> dict[str, object]:
     )
     records = list(run.records)
     if "sweep" not in skip:
-        others = [p for b, p in ctx.items() if b != chosen]
+        others: list[Any] = [p for b, p in ctx.items() if b != chosen]
+        if "baselines" not in skip:  # LangChain's and LlamaIndex's usual RAG, same model and prompt layout
+            from ctxkit.eval import LangChainStylePipeline, LlamaIndexStylePipeline
+
+            others += [LangChainStylePipeline(), LlamaIndexStylePipeline()]
         if others:
             sweep = run_eval(
                 held[: a.n_sweep],

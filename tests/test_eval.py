@@ -428,3 +428,36 @@ def test_qwen_assembly_checks_size_and_hash(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(models, "QWEN25_CODER_05B_SIZE", len(blob) + 1)
     with pytest.raises(ResourceError, match="bytes"):
         models.qwen25_coder_05b(tmp_path / "third")
+
+
+@pytest.mark.model
+def test_peer_style_and_ctxkit_pipelines_build_prompts() -> None:
+    """LangChain-style top 4, LlamaIndex-style top 2 and ctxkit's budget retrieval on one task with history."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from ctxkit.eval import CtxkitPipeline, LangChainStylePipeline, LlamaIndexStylePipeline
+    from ctxkit.messages import Message
+    from ctxkit.tokenizers import get_tokenizer
+
+    docs = tuple(
+        EvalDocument(id=f"d{i}", title=f"Doc {i}", text=f"Fact number {i}: the river {i} is {i * 10} km long.")
+        for i in range(8)
+    )
+    history = (Message.user("word " * 900), Message.assistant("ok"), Message.user("next"), Message.assistant("sure"))
+    task = Task(
+        id="x",
+        question="How long is river 3?",
+        answers=("30 km",),
+        documents=docs,
+        history=history,
+        evidence=("Fact number 3: the river 3 is 30 km long.",),
+    )
+    lc = LangChainStylePipeline(history_tokens=300).build(task)
+    assert lc.meta["documents"] == 4 and lc.context.count("<document") == 4
+    assert [m.content for m in lc.messages[1:-1]] == ["next", "sure"]  # trim_messages dropped the long turn
+    li = LlamaIndexStylePipeline().build(task)
+    assert li.meta["documents"] == 2 and li.context.count("<document") == 2
+    ck = CtxkitPipeline(60).build(task)
+    tok = get_tokenizer("gpt-4o-mini")
+    assert 0 < tok.count(ck.context) <= 60
+    assert evidence_stats(task, ck.context)[0] is True  # the one relevant sentence fits 60 tokens

@@ -356,7 +356,19 @@ def _markdown(r: dict[str, Any], tables: str) -> str:
         shown = value if isinstance(value, str) else ("—" if value is None else f"{value:.3f}")
         check = _goal(r.get(name), goal)
         out.append(f"| `{name}` | {shown} | {goal} | {check} | {n} |")
-    out += ["", "Every pipeline (answers; `n` differs where a budget ran on fewer questions):", "", tables, ""]
+    out += [
+        "",
+        f"**Sample sizes.** Answers: naive and ctxkit-{r['chosen_budget']} on {r['n']} held-out questions, the other "
+        f"budgets and the LangChain/LlamaIndex-style baselines on {r['n_sweep']}; packing figures (no model calls) on "
+        f"{r['n_context']}. With fewer than 300 answered questions the accuracy intervals are wide: read the "
+        "accuracy rows as indicative. The run is resumable: `python benchmarks/run.py outcome` continues from the "
+        "JSONL in `benchmarks/results/outcome/` to the defaults (300 / 100).",
+        "",
+        "Every pipeline (answers; `n` differs where a pipeline ran on fewer questions):",
+        "",
+        tables,
+        "",
+    ]
     out += [
         f"Packing without model calls on {r['n_context']} held-out questions (evidence = every supporting-fact "
         "sentence inside the packed context):",

@@ -411,7 +411,7 @@ class Report(BaseModel):
             err = [[p.accuracy - p.accuracy_ci[0]], [p.accuracy_ci[1] - p.accuracy]]
             ax.errorbar([x], [p.accuracy], yerr=err, fmt="o", capsize=3)
             ax.annotate(
-                f"{p.pipeline} ({p.model})" if len({q.model for q in known}) > 1 else p.pipeline,
+                (f"{p.pipeline} ({p.model})" if len({q.model for q in known}) > 1 else p.pipeline) + f", n={p.tasks}",
                 (x, p.accuracy),
                 textcoords="offset points",
                 xytext=(5, 5),

@@ -60,6 +60,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run benchmarks: ``nox -s bench -- tokens`` runs one; no argument runs them all."""
-    install(session, "test")
+    """Run benchmarks: ``nox -s bench -- tokens`` runs one; no argument runs them all.
+
+    The ``eval`` group adds the local Qwen2.5-Coder-0.5B model the ``outcome`` benchmark answers with.
+    """
+    install(session, "test", "eval")
     session.run("python", "benchmarks/run.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})

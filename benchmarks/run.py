@@ -112,6 +112,14 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("squad_v2_dev_answer_evidence_512", "top-k whole passages (table in the section)", "≥ 0.93"),
         ("overhead_evidence_vs_chunks.cold", "chunk packing (time ratio, first query over new text)", "—"),
     ],
+    "outcome": [
+        ("accuracy_ctxkit_minus_naive", "naive (all 10 paragraphs), same model; CI: see _ci", "≥ −0.01"),
+        ("input_tokens_ratio", "naive (ctxkit / naive input tokens)", "≤ 0.35"),
+        ("cost_per_success_ratio", "naive at list prices", "≤ 0.4"),
+        ("answer_in_context_256", "— (supporting facts inside the packed context)", "≥ 0.85"),
+        ("answer_in_context_512", "—", "≥ 0.93"),
+        ("net_latency_gain", "answering the unpruned prompt (LLMLingua: ≤ 18% per arXiv 2604.02985)", "> 0"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),
@@ -185,6 +193,9 @@ def write_results_md() -> None:
         lines.append("")
         if isinstance(result.get("markdown"), str):  # a benchmark's own tables, shown as they are
             lines += [result["markdown"], ""]
+        extra = RESULTS_DIR / f"{rec['name']}.md"  # a benchmark's own tables and notes, when it writes them
+        if extra.is_file():
+            lines += [extra.read_text(encoding="utf-8").rstrip(), ""]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 

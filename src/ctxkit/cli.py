@@ -2,6 +2,8 @@
 
 ctxkit count FILE... [--model gpt-4o]         tokens of files (or stdin with '-')
 ctxkit inspect REQUEST.json [--model gpt-4o]  tokens per message/role of an OpenAI or Anthropic request
+ctxkit eval SUITE|TASKS.jsonl [--pipelines naive,ctxkit-512] [--model default] [--out run.jsonl]
+                                              pipelines on tasks: accuracy, tokens, latency, list-price cost
 """
 
 from __future__ import annotations
@@ -190,6 +192,47 @@ def _app() -> Any:
             raise InvalidInputError("ctxkit bench runs from a ctxkit source checkout (benchmarks/run.py not found)")
         code = subprocess.call([sys.executable, str(runner), *(names or []), *(["--quick"] if quick else [])])
         raise typer.Exit(code)
+
+    @app.command("eval")
+    def eval_(
+        tasks: str = typer.Argument(..., help="a suite (hotpotqa-heldout, hotpotqa-dev, squad) or a JSONL task file"),
+        n: int = typer.Option(20, "--n", help="questions of a suite"),
+        pipelines: str = typer.Option(
+            "naive,ctxkit-512",
+            "--pipelines",
+            "-p",
+            help="comma-separated: naive, naive-topK, ctxkit-N, langchain, llamaindex",
+        ),
+        model: str = typer.Option("default", "--model", "-m", help="'default' (SmolLM2), 'qwen', or a .gguf path"),
+        weights: str = typer.Option("bf16", "--weights", help="bf16, f16, f32, q8_0, as-is, auto"),
+        price_as: str = typer.Option("gpt-4o-mini", "--price-as", help="list-price model the calls are priced as"),
+        scorer: str = typer.Option(
+            "contains_gold", "--scorer", help="exact_match, token_f1, contains_gold, numeric_match"
+        ),
+        out: str = typer.Option(None, "--out", "-o", help="JSONL of every call; an existing file resumes the run"),
+        max_tokens: int = typer.Option(16, "--max-tokens"),
+        threads: int = typer.Option(None, "--threads", help="llama.cpp threads (default: the usable cores, <= 8)"),
+        baseline: str = typer.Option("naive", "--baseline", help="pipeline the others are compared with"),
+    ) -> None:
+        """Run tasks through named pipelines on a local model and print accuracy, tokens, latency and cost."""
+        from ctxkit.dispatch import LlamaCppBackend
+        from ctxkit.eval import load_tasks, run_eval, suite
+        from ctxkit.eval.pipelines import parse_pipeline
+
+        todo = load_tasks(tasks) if Path(tasks).suffix == ".jsonl" else suite(tasks, n)
+        pipes = [parse_pipeline(spec.strip(), price_as=price_as) for spec in pipelines.split(",") if spec.strip()]
+        if model == "qwen":
+            from ctxkit.eval.models import qwen25_coder_05b
+
+            path: str | None = str(qwen25_coder_05b())
+        else:
+            path = None if model == "default" else model
+        backend = LlamaCppBackend.from_path(path, weights=weights, n_ctx=4096, n_threads=threads)  # type: ignore[arg-type]
+        label = f"{backend.model}[{weights}]"
+        run = run_eval(
+            todo, pipes, backend, model=label, path=out, scorer=scorer, price_as=price_as, max_tokens=max_tokens
+        )
+        typer.echo(str(run.report(baseline=baseline)))
 
     return app
 

@@ -8,6 +8,7 @@ grammar, since SmolLM2's own template renders no tools.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -377,14 +378,39 @@ def test_bind_tools_returns_tool_calls_invoke_and_stream(tool_server: str) -> No
 @pytest.mark.model
 @pytest.mark.server
 def test_tool_history_goes_back_to_the_server(tool_server: str) -> None:
+    import httpx
+    import openai
+
     from ctxkit.dispatch import Dispatcher, OpenAIBackend
 
-    backend = OpenAIBackend("smollm2", base_url=tool_server)
+    sent: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> None:
+        sent.append(json.loads(request.read()))
+
+    http = httpx.Client(event_hooks={"request": [record]})
+    client = openai.OpenAI(base_url=tool_server, api_key="not-needed", http_client=http, max_retries=0)
+    backend = OpenAIBackend.from_client(client, "smollm2")
     model = ChatCtxkit(model="srv", dispatcher=Dispatcher({"srv": backend}), max_tokens=1)
     try:
-        _assert_tool_history_reaches_the_model(model)
+        result = "36, computed by the multiply tool"
+        msg = model.invoke(_tool_history(result, 3))
+        # on the wire, in OpenAI's format: the call on the assistant turn, the result on a tool turn
+        (body,) = sent
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "tool"]
+        (call,) = body["messages"][1]["tool_calls"]
+        assert call["id"] == "c1" and call["function"]["name"] == "multiply"
+        assert json.loads(call["function"]["arguments"]) == {"a": 3, "b": 12}
+        assert body["messages"][2] == {"role": "tool", "content": result, "tool_call_id": "c1"}
+        # the server rendered the call: larger arguments make a longer prompt. (llama-cpp-python's
+        # chatml-function-calling template renders no content for tool turns, so a tool result's
+        # length does not show in its prompt_tokens; the local model's test checks that part.)
+        assert isinstance(msg, AIMessage) and msg.usage_metadata is not None
+        bigger = model.invoke(_tool_history(result, 3_000_000))
+        assert bigger.usage_metadata is not None
+        assert bigger.usage_metadata["input_tokens"] > msg.usage_metadata["input_tokens"]
     finally:
-        backend.client.close()
+        client.close()
 
 
 @pytest.mark.model

@@ -62,8 +62,9 @@ def _runs(marker: Path) -> int:
 
 # ------------------------------------------------------------------------------ the decision
 def test_a_probe_killed_by_a_signal_turns_extra_bufts_off_and_the_verdict_is_cached(
-    cache_dir: Path, smol: Path, caplog: pytest.LogCaptureFixture
+    cache_dir: Path, smol: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("ctxkit.gguf._logged", set())  # decisions are logged once per process; start afresh
     crash, marker = _counting_probe(cache_dir, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     # the probe really dies by a signal, as llama.cpp's AMX path does
     assert subprocess.run(CRASH, check=False).returncode == -11

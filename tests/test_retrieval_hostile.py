@@ -89,20 +89,26 @@ _TEXTS = st.lists(
     query=st.sampled_from(WORDS),
     hybrid=st.booleans(),
     diversity=st.booleans(),
+    packing=st.sampled_from(["evidence", "chunks"]),
 )
 def test_retrieved_chunks_fit_the_budget_when_recounted(
-    texts: list[str], tokens: list[Any], budget: int, query: str, hybrid: bool, diversity: bool
+    texts: list[str], tokens: list[Any], budget: int, query: str, hybrid: bool, diversity: bool, packing: Any
 ) -> None:
     r = _retriever(hybrid=hybrid)
     chunks = [
         Chunk(id=f"c{i}", doc_id=f"d{i % 3}", text=t, metadata={"tokens": tokens[i]}) for i, t in enumerate(texts)
     ]
     r.add_chunks(chunks, progress=False)
-    got = r.retrieve(query, budget, diversity=diversity)
+    got = r.retrieve(query, budget, diversity=diversity, packing=packing)
     fresh = TiktokenTokenizer("cl100k_base")
     assert _recount(got, fresh) <= budget
     for c in got:
-        assert c.text == texts[int(c.id[1:])]
+        source = texts[int(c.id[1:])]
+        if packing == "chunks":  # whole chunks, as stored
+            assert c.text == source
+        else:  # sentences of the chunk, runs of neighbours joined by the source's own whitespace, gaps marked
+            assert all(run in source for run in c.text.split(" … "))
+            assert c.metadata["tokens"] == fresh.count(c.text)
 
 
 @given(

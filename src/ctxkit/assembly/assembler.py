@@ -21,9 +21,11 @@ One request flows through here in order:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -34,7 +36,14 @@ from ctxkit.budget import SECTION_NAMES, Budget
 from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Chunk, Message, ToolSpec
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
-from ctxkit.tokenizers.chat import ChatCounter, base_tokens_for, get_chat_counter
+from ctxkit.tokenizers.base import TokenCountCache
+from ctxkit.tokenizers.chat import (
+    ChatCounter,
+    EstimateChatCounter,
+    OpenAIChatCounter,
+    base_tokens_for,
+    get_chat_counter,
+)
 
 _T = TypeVar("_T")
 
@@ -43,9 +52,13 @@ __all__ = ["Assembler", "ChunkOrder", "assemble", "document_block", "group_turns
 ChunkOrder = Literal["score", "source", "edges"]
 
 _MIN_TRUNCATED_TOKENS = 16
+_PLAN_MEMO_SIZE = 16
+_RESULT_MEMO_SIZE = 64
 
 #: tiktoken encodings whose pre-tokenizer makes a newline followed by "<" a hard piece boundary
 _ADDITIVE_ENCODINGS = frozenset({"cl100k_base", "o200k_base"})
+#: counters whose ``count_messages`` is exactly base + the sum of ``message_tokens`` + ``tools_tokens``
+_ADDITIVE_COUNTERS: frozenset[type] = frozenset({OpenAIChatCounter, EstimateChatCounter})
 
 
 @dataclass
@@ -70,10 +83,79 @@ class _State:
     offered_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTION_NAMES, 0))
     caps: dict[str, int] = field(default_factory=dict)
 
+    def copy(self) -> _State:
+        """A copy that verification can shed from without touching this one (items are shared, not copied)."""
+        return _State(
+            kept={s: list(v) for s, v in self.kept.items()},
+            audit=list(self.audit),
+            offered=self.offered,
+            offered_items=self.offered_items,
+            caps=self.caps,
+        )
+
     def drop(self, item: _Item, reason: str) -> None:
         self.audit.append(
             AuditRecord(section=item.section, item=item.label, action="dropped", tokens=item.cost, reason=reason)
         )
+
+
+@dataclass
+class _Plan:
+    """Measure, plan and fill of one request: everything but the query's text, which enters only by its cost."""
+
+    st: _State
+    header_cost: int
+    refs: tuple[object, ...]  # the inputs whose ids are in the key, kept alive so no other object takes an id
+    # filled by the first verification that sheds nothing: the layout of ``st`` and its reports
+    layout: _Layout | None = None
+    reports: dict[str, SectionReport] | None = None
+    audit: tuple[AuditRecord, ...] = ()
+
+
+@dataclass
+class _Layout:
+    """Everything the rendered request holds but the query: the messages before it and the context blocks."""
+
+    msgs: list[Message]
+    section_of: list[str]
+    blocks: list[str]
+    head: str  # the final message's text before the query: header, blocks, newline
+    # for counters whose total is additive over messages: the exact total of everything but the final message
+    prefix_total: int | None = None
+    # for tokenizers whose count is additive over the final message's parts: header and all blocks but the last
+    blocks_total: int | None = None
+
+
+class _Memo:
+    """A small thread-safe LRU map (plans and results of recent requests)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def _frozen_refs(refs: tuple[object, ...]) -> tuple[object, ...]:
+    """``refs`` with lists copied to tuples: a caller's list mutated later must not drop the objects a key names."""
+    return tuple(tuple(r) if type(r) is list else r for r in refs)
 
 
 def document_block(chunk: Chunk, index: int = 0) -> str:
@@ -205,6 +287,54 @@ class Assembler:
         self.exact_packing_max_cells = exact_packing_max_cells
         self.truncate_memory = truncate_memory
         self.truncate_chunks = truncate_chunks
+        # recent requests: the plan (all but the query's text) and the finished prompt, keyed by the
+        # identity of the (immutable) inputs, the assembler's settings and the token cache's generation
+        self._plans = _Memo(_PLAN_MEMO_SIZE)
+        self._results = _Memo(_RESULT_MEMO_SIZE)
+
+    def _memo_key(
+        self,
+        system: object,
+        tools: object,
+        examples: object,
+        memory: object,
+        history: object,
+        chunks: object,
+        budget: object,
+    ) -> tuple[tuple[Hashable, ...], tuple[object, ...]] | None:
+        """The key of a request's plan and the inputs it names by id; None when an input is not memoizable.
+
+        Messages, chunks, tool specs and budgets are frozen, so the same objects in the same order
+        under the same settings give the same plan. Clearing the tokenizer's count cache (a cold
+        start) bumps its generation, so nothing memoized from before is reused.
+        """
+        seqs: list[Sequence[object]] = []
+        for x in (tools, examples, history, chunks):
+            if type(x) is not list and type(x) is not tuple:
+                return None
+            seqs.append(cast("Sequence[object]", x))
+        if not (system is None or type(system) is str) or not (memory is None or type(memory) is str):
+            return None
+        cache = getattr(self.counter.tokenizer, "cache", None)
+        generation = cache.generation if isinstance(cache, TokenCountCache) else 0
+        key = (
+            generation,
+            id(budget),
+            id(self.budget),
+            id(self.counter),
+            system,
+            memory,
+            *(tuple(map(id, x)) for x in seqs),
+            self.model,
+            self.chunk_order,
+            self.context_header,
+            self.memory_header,
+            self.exact_packing,
+            self.exact_packing_max_cells,
+            self.truncate_memory,
+            self.truncate_chunks,
+        )
+        return key, (*seqs, budget, self.budget, self.counter)
 
     def __repr__(self) -> str:
         return (
@@ -235,10 +365,28 @@ class Assembler:
         chunks: Sequence[Chunk] = (),
         budget: Budget | None = None,
     ) -> AssembledPrompt:
-        """Assemble one prompt; see the module docstring for the steps."""
+        """Assemble one prompt; see the module docstring for the steps.
+
+        A request whose inputs are the same objects as a recent one's (the history and chunks an
+        application passes again on its next turn) reuses that request's plan and only lays out
+        and verifies the new query; the very same request returns the same prompt.
+        """
+        memo = self._memo_key(system, tools, examples, memory, history, chunks, budget)
+        if memo is not None and isinstance(query, str):
+            done = self._results.get((memo[0], query))
+            if done is not None:
+                prompt: AssembledPrompt = done[0]
+                return prompt
+            # the same input objects as a validated earlier request: only the query is new
+            query_msg = Message.user(query)
+            plan: _Plan | None = self._plans.get((memo[0], self.counter.message_tokens(query_msg)))
+            if plan is not None:
+                chosen = budget or self.budget
+                prompt = self._finish(plan.st.copy(), list(tools), query_msg, chosen, plan.header_cost, plan)
+                self._results.put((memo[0], query), (prompt, plan.refs))
+                return prompt
         _check_budget(budget)
         budget = budget or self.budget
-        limit = budget.input_limit
         if not isinstance(query, str):
             raise InvalidInputError("query must be a string (the user's latest message)")
         reject_bare_string(tools, "assemble(tools=...)", "tools=[ToolSpec(...)]")
@@ -252,6 +400,32 @@ class Assembler:
         examples = _items_of("examples", examples, Message)
         history = _items_of("history", history, Message)
         chunks = _items_of("chunks", chunks, Chunk)
+        query_msg = Message.user(query)
+        st, header_cost = self._plan(query_msg, system, tools, examples, memory, history, chunks, budget)
+        new_plan = None
+        if memo is not None:
+            new_plan = _Plan(st.copy(), header_cost, _frozen_refs(memo[1]))
+            self._plans.put((memo[0], self.counter.message_tokens(query_msg)), new_plan)
+
+        # ---- lay out and verify
+        prompt = self._finish(st, list(tools), query_msg, budget, header_cost, new_plan)
+        if new_plan is not None and memo is not None:
+            self._results.put((memo[0], query), (prompt, new_plan.refs))
+        return prompt
+
+    def _plan(
+        self,
+        query_msg: Message,
+        system: str | None,
+        tools: list[ToolSpec],
+        examples: list[Message],
+        memory: str | None,
+        history: list[Message],
+        chunks: list[Chunk],
+        budget: Budget,
+    ) -> tuple[_State, int]:
+        """Measure, plan and fill (steps 1-3): what each section keeps, before layout and verification."""
+        limit = budget.input_limit
         tok = self.counter.tokenizer
         st = _State()
         st.caps = {name: spec.cap(limit) for name, spec in budget.sections.items()}
@@ -269,7 +443,6 @@ class Assembler:
         if memory:
             items["memory"] = self._msg_items("memory", [[Message.system(f"{self.memory_header}\n{memory}")]], "memory")
         items["history"] = self._msg_items("history", group_turns(history), "turn")
-        query_msg = Message.user(query)
         items["query"] = self._msg_items("query", [[query_msg]], "query")
         chunk_items = self._chunk_items(chunks, st)
         header_cost = tok.count(self.context_header + "\n\n") + 1 if chunk_items else 0
@@ -302,9 +475,7 @@ class Assembler:
             floors[s] = 0
             used = self._fill(s, [i for i in items[s] if not i.pinned], max(allot, 0), header_cost, st)
             room -= used
-
-        # ---- lay out and verify
-        return self._finish(st, list(tools), query_msg, budget, header_cost)
+        return st, header_cost
 
     def _base_tokens(self, items: dict[str, list[_Item]], system_required: bool) -> int:
         """The counter's fixed overhead for whichever message may come first in the rendered prompt.
@@ -532,7 +703,7 @@ class Assembler:
             total += count(block)
         tok.cache.put(content, total)
 
-    def _render(self, st: _State, query_msg: Message, header_cost: int) -> tuple[list[Message], list[str]]:
+    def _layout(self, st: _State) -> _Layout:
         msgs: list[Message] = []
         section_of: list[str] = []
         for s in ("system", "examples", "memory", "history"):
@@ -540,17 +711,50 @@ class Assembler:
                 msgs.extend(it.messages)
                 section_of.extend([s] * len(it.messages))
         chunk_items = [i for i in st.kept["retrieved"] if i.chunk is not None]
-        if chunk_items:
-            blocks = [i.block for i in self._ordered_chunks(chunk_items)]
-            content = f"{self.context_header}\n\n{''.join(blocks)}\n{query_msg.content}"
-            self._seed_final_count(content, blocks, query_msg.content)
-            final = query_msg.model_copy(update={"content": content})
-            msgs.append(final)
+        blocks = [i.block for i in self._ordered_chunks(chunk_items)] if chunk_items else []
+        head = f"{self.context_header}\n\n{''.join(blocks)}\n" if blocks else ""
+        return _Layout(msgs, section_of, blocks, head)
+
+    def _render(self, layout: _Layout, query_msg: Message, *, seed: bool = True) -> tuple[list[Message], list[str]]:
+        msgs = list(layout.msgs)
+        section_of = list(layout.section_of)
+        if layout.blocks:
+            content = layout.head + query_msg.content
+            if seed:
+                self._seed_final_count(content, layout.blocks, query_msg.content)
+            msgs.append(query_msg.model_copy(update={"content": content}))
             section_of.append("retrieved+query")
         else:
             msgs.append(query_msg)
             section_of.append("query")
         return msgs, section_of
+
+    def _remember_totals(self, layout: _Layout, total: int, final: Message) -> None:
+        """After an exact full count, keep what lets the next query be counted from its own parts.
+
+        OpenAI's and the estimator's counters total their base, each message's cost and the tools'
+        cost (``count_messages`` is that sum), and a message's cost is a constant of its role and
+        name plus its content's count: so the total for another query is the rest's total plus the
+        final message's cost. With cl100k/o200k the final content's count is additive over its
+        parts (see :meth:`_seed_final_count`).
+        """
+        if type(self.counter) not in _ADDITIVE_COUNTERS:
+            return
+        layout.prefix_total = total - self.counter.message_tokens(final)
+        tok = self.counter.tokenizer
+        if layout.blocks and isinstance(tok, TiktokenTokenizer) and tok.name in _ADDITIVE_ENCODINGS:
+            layout.blocks_total = tok.count(f"{self.context_header}\n\n") + sum(
+                tok.count(b) for b in layout.blocks[:-1]
+            )
+
+    def _final_cost(self, layout: _Layout, query_msg: Message, final: Message) -> int:
+        """The final message's cost from its parts (see :meth:`_remember_totals`), or counted whole."""
+        if not layout.blocks or layout.blocks_total is None:
+            return self.counter.message_tokens(final)
+        count = self.counter.tokenizer.count
+        query = query_msg.content
+        content = layout.blocks_total + count(f"{layout.blocks[-1]}\n{query}")
+        return self.counter.message_tokens(query_msg) - count(query) + content
 
     def _shed_one(self, st: _State, over: int) -> bool:
         reason = f"shed after exact verification: the rendered prompt was {over} tokens over"
@@ -573,20 +777,59 @@ class Assembler:
         return False
 
     def _finish(
-        self, st: _State, tools: list[ToolSpec], query_msg: Message, budget: Budget, header_cost: int
+        self,
+        st: _State,
+        tools: list[ToolSpec],
+        query_msg: Message,
+        budget: Budget,
+        header_cost: int,
+        plan: _Plan | None = None,
     ) -> AssembledPrompt:
+        """Lay out and verify; ``plan`` (whose state ``st`` copies) keeps the layout and reports for reuse."""
         limit = budget.input_limit
+        shed = False
         while True:
-            msgs, section_of = self._render(st, query_msg, header_cost)
-            total = self.counter.count_messages(msgs, tools if st.kept["tools"] else [])
+            if shed or plan is None or plan.layout is None:
+                layout = self._layout(st)
+                if plan is not None and not shed:
+                    plan.layout = layout
+            else:
+                layout = plan.layout
+            msgs, section_of = self._render(layout, query_msg, seed=layout.prefix_total is None)
+            if layout.prefix_total is not None:
+                total = layout.prefix_total + self._final_cost(layout, query_msg, msgs[-1])
+            else:
+                total = self.counter.count_messages(msgs, tools if st.kept["tools"] else [])
+                self._remember_totals(layout, total, msgs[-1])
             if total <= limit:
                 break
+            shed = True
             if not self._shed_one(st, total - limit):
                 required = {s: sum(i.cost for i in st.kept[s]) for s in SECTION_NAMES}
                 worst = max(required, key=lambda k: required[k])
                 raise SectionOverBudgetError(worst, required[worst], max(limit - (total - required[worst]), 0))
         if total > limit:  # pragma: no cover - guarded by the loop above
             raise BudgetExceededError(total, limit)
+        if plan is not None and not shed and plan.reports is not None:
+            reports, audit = plan.reports, plan.audit
+        else:
+            reports, audit = self._reports(st, header_cost), tuple(st.audit)
+            if plan is not None and not shed:
+                plan.reports, plan.audit = reports, audit
+        # every field is built here from checked parts, so the prompt is constructed without re-validation
+        return AssembledPrompt.model_construct(
+            model=self.model,
+            messages=tuple(msgs),
+            section_of=tuple(section_of),
+            tools=tuple(tools) if st.kept["tools"] else (),
+            sections=reports,
+            audit=audit,
+            total_tokens=total,
+            input_limit=limit,
+            tokens_exact=self.counter.tokenizer.exact,
+        )
+
+    def _reports(self, st: _State, header_cost: int) -> dict[str, SectionReport]:
         reports: dict[str, SectionReport] = {}
         dropped = {s: 0 for s in SECTION_NAMES}
         truncated = {s: 0 for s in SECTION_NAMES}
@@ -606,17 +849,7 @@ class Assembler:
                 items_dropped=dropped[s],
                 items_truncated=truncated[s],
             )
-        return AssembledPrompt(
-            model=self.model,
-            messages=tuple(msgs),
-            section_of=tuple(section_of),
-            tools=tuple(tools) if st.kept["tools"] else (),
-            sections=reports,
-            audit=tuple(st.audit),
-            total_tokens=total,
-            input_limit=limit,
-            tokens_exact=self.counter.tokenizer.exact,
-        )
+        return reports
 
 
 def assemble(model: str = "gpt-4o", budget: Budget | None = None, **inputs: object) -> AssembledPrompt:

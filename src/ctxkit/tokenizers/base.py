@@ -51,7 +51,7 @@ class TokenCountCache:
     same entry (the ``hits``/``misses`` counters are statistics and may miss a beat).
     """
 
-    __slots__ = ("_data", "_lock", "hits", "max_entries", "misses")
+    __slots__ = ("_data", "_lock", "generation", "hits", "max_entries", "misses")
 
     def __init__(self, max_entries: int = 200_000) -> None:
         if max_entries < 1:
@@ -61,6 +61,8 @@ class TokenCountCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        #: bumped by :meth:`clear`, so results memoized over these counts know they are cold again
+        self.generation = 0
 
     def get(self, text: str) -> int | None:
         value = self._data.get(text)
@@ -82,6 +84,7 @@ class TokenCountCache:
         with self._lock:
             self._data.clear()
             self.hits = self.misses = 0
+            self.generation += 1
 
     def __len__(self) -> int:
         return len(self._data)

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from ctxkit._inputs import reject_bare_string
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
-from ctxkit.tokenizers.base import Tokenizer
+from ctxkit.tokenizers.base import TokenCountCache, Tokenizer
 
 __all__ = [
     "ChatCounter",
@@ -57,6 +57,10 @@ class ChatCounter(Protocol):
     def count_messages(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> int: ...
 
 
+#: per-counter memo of message costs (by message object); cleared whole when full
+_MESSAGE_MEMO_SIZE = 65_536
+
+
 class OpenAIChatCounter:
     """OpenAI chat-completions accounting over an exact tiktoken tokenizer."""
 
@@ -66,6 +70,10 @@ class OpenAIChatCounter:
 
     def __init__(self, tokenizer: Tokenizer, *, legacy_functions: bool = False) -> None:
         self.tokenizer = tokenizer
+        self._memo: dict[int, tuple[Message, int]] = {}
+        cache = getattr(tokenizer, "cache", None)
+        self._count_cache = cache if isinstance(cache, TokenCountCache) else None
+        self._memo_generation = self._count_cache.generation if self._count_cache is not None else 0
         # gpt-3.5/gpt-4 (cl100k) vs gpt-4o family (o200k) constants from OpenAI's guide
         self._func_init = 10 if legacy_functions else 7
         self._prop_init, self._prop_key, self._enum_init, self._enum_item, self._func_end = 3, 3, -3, 3, 12
@@ -75,6 +83,23 @@ class OpenAIChatCounter:
         return self.reply_priming
 
     def message_tokens(self, message: Message) -> int:
+        # messages are frozen: a message object seen before costs what it cost then (one dict probe);
+        # the memo holds the message itself, so its id cannot be reused while the entry lives
+        memo = self._memo
+        cache = self._count_cache
+        if cache is not None and cache.generation != self._memo_generation:  # the counts were cleared: cold again
+            memo.clear()
+            self._memo_generation = cache.generation
+        hit = memo.get(id(message))
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        n = self._message_tokens(message)
+        if len(memo) >= _MESSAGE_MEMO_SIZE:
+            memo.clear()
+        memo[id(message)] = (message, n)
+        return n
+
+    def _message_tokens(self, message: Message) -> int:
         count = self.tokenizer.count
         n = self.tokens_per_message + count(message.role) + count(message.content)
         if message.name:

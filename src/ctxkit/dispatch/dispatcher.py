@@ -155,7 +155,9 @@ class Dispatcher:
         self._rng = random.Random(self.retry.seed)
         # shared budget (ctxkit.state): each call holds its worst case before it is sent, settles after
         if budget_store is not None and not callable(getattr(budget_store, "reserve", None)):
-            raise InvalidInputError(f"budget_store must be a ctxkit.state BudgetStore, not {type(budget_store).__name__}")
+            raise InvalidInputError(
+                f"budget_store must be a ctxkit.state BudgetStore, not {type(budget_store).__name__}"
+            )
         self.budget_store = budget_store
         self.budget_workflow = budget_workflow
         self.budget_timeout_s = budget_timeout_s

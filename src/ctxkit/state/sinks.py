@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -83,7 +83,9 @@ class _GroupCommit:
 
 
 def _filter(records: list[CallRecord], workflow: str | None, since: datetime | None) -> list[CallRecord]:
-    return [r for r in records if (workflow is None or r.workflow == workflow) and (since is None or r.timestamp >= since)]
+    return [
+        r for r in records if (workflow is None or r.workflow == workflow) and (since is None or r.timestamp >= since)
+    ]
 
 
 def _parse(line: str, where: str) -> CallRecord:
@@ -191,7 +193,8 @@ class SQLiteSink:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    "INSERT INTO ctxkit_ledger (id, workflow, ts, record) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO ctxkit_ledger (id, workflow, ts, record) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
                     rows,
                 )
             except BaseException:
@@ -282,7 +285,7 @@ class PostgresSink:
             self._group.submit(records)
 
     def read(self, *, workflow: str | None = None, since: datetime | None = None) -> list[CallRecord]:
-        sql, args = f"SELECT record FROM {self.table}", []  # noqa: S608 - the table name is checked
+        sql, args = f"SELECT record FROM {self.table}", []  # the table name is checked in __init__
         if workflow is not None:
             sql, args = sql + " WHERE workflow = %s", [workflow]
         rows = self._conn().execute(sql + " ORDER BY seq", args).fetchall()
@@ -300,4 +303,3 @@ def _check_sink(sink: Any) -> Any:
             f"sink must be a ledger sink (JSONLSink, SQLiteSink, PostgresSink), not {type(sink).__name__}"
         )
     return sink
-

@@ -334,26 +334,45 @@ CREATE INDEX IF NOT EXISTS ctxkit_budget_holds_wf ON ctxkit_budget_holds (workfl
 class _SQLiteConnections:
     """One connection per thread and process (sqlite3 connections must not cross threads or forks)."""
 
-    def __init__(self, path: Path, schema: str, *, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, schema: str, *, busy_timeout_s: float, shared: bool = False) -> None:
         self.path = path
+        self.shared = shared  # one connection for the process, used under ``lock``
+        self.lock = threading.RLock()
+        self._shared: tuple[sqlite3.Connection, int] | None = None
         self._schema = schema
         self._busy_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
         self.get()  # create the file, the WAL and the tables now: a bad path fails here
 
     def get(self) -> sqlite3.Connection:
+        if self.shared:
+            if self._shared is None or self._shared[1] != os.getpid():
+                self._shared = (self._open(), os.getpid())
+            return self._shared[0]
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
+        conn = self._open()
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        with self.lock:
+            if self._shared is not None and self._shared[1] == os.getpid():
+                self._shared[0].close()
+            self._shared = None
+
+    def _open(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_ms / 1000)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=self._busy_ms / 1000, check_same_thread=not self.shared
+            )
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(self._schema)
         except sqlite3.Error as exc:
             raise ResourceError(f"cannot open the SQLite database {str(self.path)!r}: {exc}") from exc
-        self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
 

@@ -143,8 +143,12 @@ class JSONLSink:
         lines = text.split("\n")
         if lines and lines[-1] and not text.endswith("\n"):
             lines = lines[:-1]  # a line still being written by another process
-        out = [_parse(line, f"line {n} of {self.path.name}") for n, line in enumerate(lines, 1) if line.strip()]
-        return _filter(out, workflow, since)
+        out: dict[str, CallRecord] = {}
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                rec = _parse(line, f"line {n} of {self.path.name}")
+                out.setdefault(rec.id, rec)  # a record written twice is read once, as in the database sinks
+        return _filter(list(out.values()), workflow, since)
 
     def close(self) -> None:
         return None
@@ -173,7 +177,7 @@ class SQLiteSink:
             raise InvalidInputError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self.path = _sqlite_path(path, "SQLiteSink")
         self._sync = synchronous.upper()
-        self._db = _SQLiteConnections(self.path, _SQLITE_LEDGER, busy_timeout_s=busy_timeout_s)
+        self._db = _SQLiteConnections(self.path, _SQLITE_LEDGER, busy_timeout_s=busy_timeout_s, shared=True)
         self._group = _GroupCommit(self._flush)
 
     def __repr__(self) -> str:
@@ -185,6 +189,10 @@ class SQLiteSink:
         return conn
 
     def _flush(self, records: list[CallRecord]) -> None:
+        with self._db.lock:
+            self._flush_locked(records)
+
+    def _flush_locked(self, records: list[CallRecord]) -> None:
         import sqlite3
 
         rows = [(r.id, r.workflow, r.timestamp.isoformat(), r.model_dump_json()) for r in records]
@@ -212,11 +220,12 @@ class SQLiteSink:
         sql, args = "SELECT record FROM ctxkit_ledger", []
         if workflow is not None:
             sql, args = sql + " WHERE workflow = ?", [workflow]
-        rows = self._conn().execute(sql + " ORDER BY seq", args).fetchall()
+        with self._db.lock:
+            rows = self._conn().execute(sql + " ORDER BY seq", args).fetchall()
         return _filter([_parse(r[0], f"a row of {self.path.name}") for r in rows], None, since)
 
     def close(self) -> None:
-        return None
+        self._db.close()
 
 
 class PostgresSink:
@@ -236,9 +245,10 @@ class PostgresSink:
             raise InvalidInputError(f"table must be a plain identifier (letters, digits, _), not {table!r}")
         self._url = url
         self.table = table
-        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._conn_pid: tuple[Any, int] | None = None
         self._group = _GroupCommit(self._flush)
-        with self._conn().transaction():
+        with self._lock, self._conn().transaction():
             self._conn().execute(
                 f"CREATE TABLE IF NOT EXISTS {table} (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
                 "workflow TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL, record TEXT NOT NULL)"
@@ -251,25 +261,23 @@ class PostgresSink:
     def _conn(self) -> Any:
         import psycopg
 
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid() and not conn.closed:
-            return conn
+        if self._conn_pid is not None and self._conn_pid[1] == os.getpid() and not self._conn_pid[0].closed:
+            return self._conn_pid[0]
         try:
             conn = psycopg.connect(self._url, autocommit=True)
         except psycopg.Error as exc:
             raise ResourceError(
                 f"cannot connect to PostgreSQL at {redact_text(self._url)}: {redact_text(str(exc))}"
             ) from None
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._conn_pid = (conn, os.getpid())
         return conn
 
     def _flush(self, records: list[CallRecord]) -> None:
         import psycopg
 
         rows = [(r.id, r.workflow, r.timestamp, r.model_dump_json()) for r in records]
-        conn = self._conn()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with self._lock, self._conn().transaction(), self._conn().cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {self.table} (id, workflow, ts, record) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (id) DO NOTHING",
@@ -288,13 +296,21 @@ class PostgresSink:
         sql, args = f"SELECT record FROM {self.table}", []  # the table name is checked in __init__
         if workflow is not None:
             sql, args = sql + " WHERE workflow = %s", [workflow]
-        rows = self._conn().execute(sql + " ORDER BY seq", args).fetchall()
+        with self._lock:
+            rows = self._conn().execute(sql + " ORDER BY seq", args).fetchall()
         return _filter([_parse(r[0], "a row of the PostgreSQL ledger") for r in rows], None, since)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        with self._lock:
+            if self._conn_pid is not None and self._conn_pid[1] == os.getpid():
+                self._conn_pid[0].close()
+            self._conn_pid = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
 
 def _check_sink(sink: Any) -> Any:

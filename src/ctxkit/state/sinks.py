@@ -16,6 +16,7 @@ record written twice is kept once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -307,10 +308,8 @@ class PostgresSink:
             self._conn_pid = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 def _check_sink(sink: Any) -> Any:

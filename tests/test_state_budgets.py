@@ -335,3 +335,72 @@ def test_a_worker_killed_mid_call_leaks_nothing_past_its_timeout(
     r = store.reserve(spec["workflow"], Decimal("1.0"))
     store.settle(r, Decimal("0.25"))
     assert store.spent(spec["workflow"]) == Decimal("0.25")
+
+
+# ---------------------------------------------------------------------- the dispatcher holds before sending
+def test_dispatcher_holds_the_worst_case_and_settles_the_real_cost(tmp_path: Path) -> None:
+    from ctxkit.dispatch import Dispatcher
+    from ctxkit.dispatch.backends.base import as_request
+    from ctxkit.dispatch.backends.function import FunctionBackend
+    from ctxkit.pricing import default_price_book
+    from ctxkit.state.hold import worst_case_cost
+
+    seen: list[Decimal] = []
+    store = SQLiteBudgetStore(tmp_path / "b.db", [BudgetLimit(workflow="qa", limit="0.001")])
+
+    def answer(messages: Any) -> str:
+        seen.append(store.reserved("qa"))  # the hold is in place while the model runs
+        return "ok"
+
+    backend = FunctionBackend(answer, model="gpt-4o-mini")
+    d = Dispatcher({"main": backend}, budget_store=store, budget_workflow="qa")
+    worst = worst_case_cost(as_request("hello there", max_tokens=200), "gpt-4o-mini", default_price_book())
+    result = d.run("hello there", max_tokens=200)
+    assert seen == [worst]
+    assert result.cost is not None
+    assert result.cost < worst
+    assert store.spent("qa") == result.cost
+    assert store.reserved("qa") == 0
+    # a call whose worst case does not fit is refused before the backend is called
+    with pytest.raises(BudgetRefusedError, match="refused before sending"):
+        d.run("hello there", max_tokens=2000)
+    assert len(seen) == 1
+    assert store.reserved("qa") == 0
+
+    async def go() -> Any:
+        return await d.arun("hello there", max_tokens=200)
+
+    r2 = asyncio.run(go())
+    assert store.spent("qa") == result.cost + r2.cost
+    events = list(d.stream("hello there", max_tokens=200))
+    assert events[-1].result is not None
+    assert store.spent("qa") == result.cost + r2.cost + events[-1].result.cost
+    assert store.reserved("qa") == 0
+
+
+def test_dispatcher_releases_the_hold_when_the_call_fails(tmp_path: Path) -> None:
+    from ctxkit.dispatch import Dispatcher, RetryPolicy
+    from ctxkit.dispatch.backends.function import FunctionBackend
+    from ctxkit.dispatch.errors import AllBackendsFailedError
+    from ctxkit.errors import BackendError
+
+    def broken(messages: Any) -> str:
+        raise BackendError("the provider is down")
+
+    store = InProcessBudgetStore([BudgetLimit(workflow="default", limit="1")])
+    d = Dispatcher({"x": FunctionBackend(broken)}, budget_store=store, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(AllBackendsFailedError):
+        d.run("hi")
+    assert store.reserved("default") == 0
+    assert store.spent("default") == 0
+
+
+def test_dispatcher_refuses_an_unpriced_model_under_a_shared_budget() -> None:
+    from ctxkit.dispatch import Dispatcher
+    from ctxkit.dispatch.backends.function import FunctionBackend
+
+    d = Dispatcher(
+        {"x": FunctionBackend(lambda m: "ok", model="no-such-model-xyz")}, budget_store=InProcessBudgetStore()
+    )
+    with pytest.raises(InvalidInputError, match="register_price"):
+        d.run("hi")

@@ -404,3 +404,25 @@ def test_dispatcher_refuses_an_unpriced_model_under_a_shared_budget() -> None:
     )
     with pytest.raises(InvalidInputError, match="register_price"):
         d.run("hi")
+
+
+@pytest.mark.slow
+def test_multi_worker_example_runs_within_its_budget() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("CTXKIT_REDIS_URL", None)
+    env.pop("CTXKIT_POSTGRES_URL", None)
+    args = ["--workers", "2", "--calls", "200", "--limit", "0.001"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "multi_worker.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "backend: SQLiteBudgetStore + SQLiteSink, 2 workers"
+    answered, refused = (int(w) for w in lines[1].replace(",", "").split() if w.isdigit())
+    assert answered + refused == 400
+    assert refused > 0
+    assert f"the ledger holds {answered} records" in lines[2]

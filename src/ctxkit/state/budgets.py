@@ -116,7 +116,8 @@ class BudgetRefusedError(WorkflowBudgetExceededError):
         self.violation = None  # type: ignore[assignment]
         self.record = None  # type: ignore[assignment]
         self.workflow = workflow
-        self.kind = "cost_per_day" if limit.window == "day" else "cost_per_call"
+        kinds = {"total": "cost_total", "day": "cost_per_day", "rolling_hour": "cost_per_rolling_hour"}
+        self.kind = kinds[limit.window]  # type: ignore[assignment]
         self.window = limit.window
         self.limit = limit.limit
         self.spent = spent

@@ -168,3 +168,12 @@ def test_every_call_that_returned_survives_kill_9(kind: str, tmp_path: Path, req
     assert not missing, f"{len(missing)} records whose record() returned are not in the {kind} sink"
     assert all(r.cost is not None and r.cost > Decimal(0) for r in sink.read(workflow="burst")[:10])
     sink.close()
+
+
+def test_jsonl_sink_skips_a_line_still_being_written(tmp_path: Path) -> None:
+    sink = JSONLSink(tmp_path / "calls.jsonl")
+    rec = Ledger().record(model="gpt-4o-mini", usage={"input_tokens": 3, "output_tokens": 1})
+    sink.write([rec])
+    with (tmp_path / "calls.jsonl").open("a") as fh:
+        fh.write(rec.model_dump_json()[:20])  # another process is half-way through its append
+    assert [r.id for r in sink.read()] == [rec.id]

@@ -426,3 +426,28 @@ def test_multi_worker_example_runs_within_its_budget() -> None:
     assert answered + refused == 400
     assert refused > 0
     assert f"the ledger holds {answered} records" in lines[2]
+
+
+def test_limits_come_from_workflow_budgets_and_bad_limits_are_typed_errors() -> None:
+    from ctxkit.telemetry import WorkflowBudget
+
+    store = InProcessBudgetStore([WorkflowBudget(workflow="qa", max_cost_per_day="0.5", max_tokens_per_call=100)])
+    assert store.limits == (BudgetLimit(workflow="qa", limit=Decimal("0.5"), window="day"),)
+    with pytest.raises(InvalidInputError, match="BudgetLimit"):
+        InProcessBudgetStore(["qa"])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError):
+        BudgetLimit(workflow="qa", limit="0")
+    with pytest.raises(InvalidInputError):
+        BudgetLimit(workflow="qa", limit="1", window="week")  # type: ignore[arg-type]
+
+
+def test_a_closed_sqlite_store_reopens_and_keeps_its_state(tmp_path: Path) -> None:
+    store = SQLiteBudgetStore(tmp_path / "b.db", [BudgetLimit(workflow="qa", limit="1")])
+    store.settle(store.reserve("qa", Decimal("0.4")), Decimal("0.4"))
+    store.close()
+    assert store.spent("qa") == Decimal("0.4")
+    again = SQLiteBudgetStore(tmp_path / "b.db", [BudgetLimit(workflow="qa", limit="1")])
+    with pytest.raises(BudgetRefusedError):
+        again.reserve("qa", Decimal("0.7"))
+    again.close()
+    store.close()

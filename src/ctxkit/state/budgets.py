@@ -198,6 +198,7 @@ class BudgetStore(Protocol):
     async def areserve(self, workflow: str, amount: Decimal, *, timeout_s: float = ...) -> Reservation: ...
     async def asettle(self, reservation: Reservation, actual: Decimal) -> None: ...
     async def arelease(self, reservation: Reservation) -> None: ...
+    def close(self) -> None: ...
 
 
 class _BaseStore:
@@ -254,6 +255,10 @@ class _BaseStore:
 
     async def arelease(self, reservation: Reservation) -> None:
         await asyncio.to_thread(self.release, reservation)
+
+    def close(self) -> None:
+        """Close this process's connections (a later call opens them again)."""
+        return None
 
     # backends implement these, atomically
     def _reserve(self, workflow: str, rid: str, nanos: int, now: float, expires: float) -> None:
@@ -362,6 +367,10 @@ class _SQLiteConnections:
             if self._shared is not None and self._shared[1] == os.getpid():
                 self._shared[0].close()
             self._shared = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -409,6 +418,9 @@ class SQLiteBudgetStore(_BaseStore):
 
     def __repr__(self) -> str:
         return f"SQLiteBudgetStore({self.path.name!r}, limits={len(self.limits)})"
+
+    def close(self) -> None:
+        self._db.close()
 
     def _tx(self, fn: Any) -> Any:
         conn = self._db.get()

@@ -120,6 +120,12 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("answer_in_context_512", "—", "≥ 0.93"),
         ("net_latency_gain", "answering the unpruned prompt (LLMLingua: ≤ 18% per arXiv 2604.02985)", "> 0"),
     ],
+    "shared": [
+        ("budget_overshoot_calls", "— (8 processes x 1,000 calls, SQLite and Redis, also with a SIGKILL)", "≤ 1"),
+        ("lost_records", "— (kill -9 during ledger bursts, SQLite and PostgreSQL)", "0"),
+        ("reserve_settle_us.sqlite", "in-process store: reserve_settle_us_inprocess", "—"),
+        ("reserve_settle_us.redis", "in-process store: reserve_settle_us_inprocess", "—"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),

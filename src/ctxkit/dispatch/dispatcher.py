@@ -95,6 +95,10 @@ class Dispatcher:
         residency: ResidencyPolicy | None = None,
         refit: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        budget_store: Any = None,
+        budget_workflow: str = "default",
+        budget_timeout_s: float = 600.0,
+        price_book: Any = None,
     ) -> None:
         from ctxkit.dispatch.registry import get_backend
 
@@ -149,6 +153,15 @@ class Dispatcher:
         self.refit = bool(refit)
         self.sleep = sleep
         self._rng = random.Random(self.retry.seed)
+        # shared budget (ctxkit.state): each call holds its worst case before it is sent, settles after
+        if budget_store is not None and not callable(getattr(budget_store, "reserve", None)):
+            raise InvalidInputError(
+                f"budget_store must be a ctxkit.state BudgetStore, not {type(budget_store).__name__}"
+            )
+        self.budget_store = budget_store
+        self.budget_workflow = budget_workflow
+        self.budget_timeout_s = budget_timeout_s
+        self.price_book = price_book
 
     def __repr__(self) -> str:
         return f"Dispatcher(backends={list(self.backends)}, default={self.default!r}, router={self.router!r})"
@@ -220,6 +233,20 @@ class Dispatcher:
             self.router.observe(request, result)
         return result
 
+    def _hold(self, request: Request, backend: Backend) -> Any:
+        """A :class:`ctxkit.state.hold.BudgetHold` for one call (a no-op without ``budget_store``)."""
+        from ctxkit.pricing import default_price_book
+        from ctxkit.state.hold import BudgetHold
+
+        return BudgetHold(
+            self.budget_store,
+            request,
+            backend.model,
+            workflow=self.budget_workflow,
+            price_book=self.price_book or default_price_book(),
+            timeout_s=self.budget_timeout_s,
+        )
+
     # ------------------------------------------------------------------ sync
     def run(self, prompt: PromptLike, **options: Any) -> Result:
         """Answer ``prompt`` through the routed backend, its retries and fallbacks."""
@@ -239,7 +266,9 @@ class Dispatcher:
                     errors[name] = CircuitOpenError(name, wait)
                     break
                 try:
-                    result = backend.generate(req)
+                    with self._hold(req, backend) as hold:
+                        result = backend.generate(req)
+                        hold.settle(result)
                 except BackendError as exc:
                     self.breaker.failure(name)
                     errors[name] = exc
@@ -268,13 +297,15 @@ class Dispatcher:
             while self.breaker.allow(name) is None:
                 started = False
                 try:
-                    for event in backend.stream(req):
-                        started = True
-                        if event.kind == "done" and event.result is not None:
-                            event = event.model_copy(
-                                update={"result": self._finish(request, event.result, decision, name, attempt + 1)}
-                            )
-                        yield event
+                    with self._hold(req, backend) as hold:
+                        for event in backend.stream(req):
+                            started = hold.started = True
+                            if event.kind == "done" and event.result is not None:
+                                hold.settle(event.result)
+                                event = event.model_copy(
+                                    update={"result": self._finish(request, event.result, decision, name, attempt + 1)}
+                                )
+                            yield event
                 except BackendError as exc:
                     self.breaker.failure(name)
                     if started:
@@ -311,7 +342,9 @@ class Dispatcher:
                     errors[name] = CircuitOpenError(name, wait)
                     break
                 try:
-                    result = await backend.agenerate(req)
+                    async with self._hold(req, backend) as hold:
+                        result = await backend.agenerate(req)
+                        await hold.asettle(result)
                 except BackendError as exc:
                     self.breaker.failure(name)
                     errors[name] = exc

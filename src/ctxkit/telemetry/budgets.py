@@ -21,7 +21,9 @@ from ctxkit.telemetry.record import CallRecord
 
 __all__ = ["BudgetKind", "BudgetViolation", "BudgetWarning", "WorkflowBudget", "WorkflowBudgetExceededError"]
 
-BudgetKind = Literal["input_tokens_per_call", "tokens_per_call", "cost_per_call", "cost_per_day"]
+BudgetKind = Literal[
+    "input_tokens_per_call", "tokens_per_call", "cost_per_call", "cost_per_day", "cost_total", "cost_per_rolling_hour"
+]
 
 
 class WorkflowBudget(CtxkitModel):

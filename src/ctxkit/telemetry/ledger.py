@@ -114,6 +114,9 @@ class Ledger:
     checks the workflow's budgets, appends the record to ``path`` (JSON lines) if
     given, and calls every hook (e.g. :class:`~ctxkit.telemetry.OTelExporter`).
     Reports, exports and plots read the records.
+
+    ``sink`` (a :class:`ctxkit.state.LedgerSink`: ``JSONLSink``, ``SQLiteSink``, ``PostgresSink``)
+    stores every record durably before ``record()`` returns; :meth:`from_sink` reads one back.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class Ledger:
         budgets: Iterable[WorkflowBudget] = (),
         path: str | Path | None = None,
         hooks: Iterable[Hook] = (),
+        sink: Any = None,
     ) -> None:
         if price_book is not None and not isinstance(price_book, PriceBook):
             raise InvalidInputError(f"price_book must be a ctxkit.PriceBook, not {type(price_book).__name__}")
@@ -133,6 +137,11 @@ class Ledger:
         self._budgets: list[WorkflowBudget] = _budget_list(budgets)
         self._hooks: list[Hook] = _hook_list(hooks)
         self.path = _ledger_path(path)
+        self.sink: Any = None
+        if sink is not None:
+            from ctxkit.state.sinks import _check_sink
+
+            self.sink = _check_sink(sink)
 
     # ------------------------------------------------------------------ configuration
     def set_budget(self, budget: WorkflowBudget | None = None, /, **limits: Any) -> WorkflowBudget:
@@ -357,6 +366,8 @@ class Ledger:
 
     def _append(self, record: CallRecord) -> CallRecord:
         line = record.model_dump_json() + "\n" if self.path is not None else ""
+        if self.sink is not None:  # durable first, outside the lock so concurrent writers group-commit
+            self.sink.write([record])
         with self._lock:
             key = (record.workflow, record.timestamp.date())
             before = self._day_costs.get(key, _ZERO)
@@ -556,6 +567,20 @@ class Ledger:
                 rec = CallRecord.model_validate_json(line)
             except (ValidationError, InvalidInputError) as exc:
                 raise InvalidInputError(f"line {n} of the ledger file is not a call record: {exc}") from None
+            ledger._records.append(rec)
+            if rec.cost is not None:
+                key = (rec.workflow, rec.timestamp.date())
+                ledger._day_costs[key] = ledger._day_costs.get(key, _ZERO) + rec.cost
+        return ledger
+
+    @classmethod
+    def from_sink(
+        cls, sink: Any, *, workflow: str | None = None, since: datetime | None = None, **kwargs: Any
+    ) -> Ledger:
+        """A ledger over ``sink``: its stored records (optionally one workflow, or since a time) for reports
+        and exports, and new records written to it. Budgets are not re-checked on the stored records."""
+        ledger = cls(sink=sink, **kwargs)
+        for rec in ledger.sink.read(workflow=workflow, since=since):
             ledger._records.append(rec)
             if rec.cost is not None:
                 key = (rec.workflow, rec.timestamp.date())

@@ -18,10 +18,12 @@ The result carries the decision, the attempts and the summed cost of what was tr
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 from ctxkit.assembly.assembler import Assembler
 from ctxkit.budget import Budget
@@ -94,7 +96,7 @@ class Dispatcher:
         breaker: CircuitBreaker | None = None,
         residency: ResidencyPolicy | None = None,
         refit: bool = True,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | Callable[[float], Awaitable[None]] = time.sleep,
         budget_store: Any = None,
         budget_workflow: str = "default",
         budget_timeout_s: float = 600.0,
@@ -247,113 +249,184 @@ class Dispatcher:
             timeout_s=self.budget_timeout_s,
         )
 
-    # ------------------------------------------------------------------ sync
+    # ------------------------------------------------------------------ calls
+    # One attempt loop (:class:`_Attempts`) decides which backend to try, when to retry and when to
+    # fall back; each flavour below only does its own I/O: call or stream, sync or async, and sleep.
     def run(self, prompt: PromptLike, **options: Any) -> Result:
         """Answer ``prompt`` through the routed backend, its retries and fallbacks."""
         request, decision, names = self._prepare(prompt, options)
-        errors: dict[str, BaseException] = {}
-        for name in names:
-            backend = self.backends[name]
+        attempts = _Attempts(self, request, names)
+        while (a := attempts.next()) is not None:
             try:
-                req = self.fit(request, backend)
-            except BudgetError as exc:
-                errors[name] = exc
+                with self._hold(a.request, a.backend) as hold:
+                    result = a.backend.generate(a.request)
+                    hold.settle(result)
+            except BackendError as exc:
+                delay = attempts.failed(exc)
+                if delay is not None:
+                    self._sleep(delay)
                 continue
-            attempt = 0
-            while True:
-                wait = self.breaker.allow(name)
-                if wait is not None:
-                    errors[name] = CircuitOpenError(name, wait)
-                    break
-                try:
-                    with self._hold(req, backend) as hold:
-                        result = backend.generate(req)
-                        hold.settle(result)
-                except BackendError as exc:
-                    self.breaker.failure(name)
-                    errors[name] = exc
-                    delay = None if isinstance(exc, ContextOverflowError) else self.retry.delay(attempt, exc, self._rng)
-                    if delay is None:
-                        break
-                    self.sleep(delay)
-                    attempt += 1
-                    continue
-                self.breaker.success(name)
-                return self._finish(request, result, decision, name, attempt + 1)
-        raise AllBackendsFailedError(errors)
+            attempts.succeeded()
+            return self._finish(request, result, decision, a.name, a.number)
+        raise AllBackendsFailedError(attempts.errors)
 
     def stream(self, prompt: PromptLike, **options: Any) -> Iterator[StreamEvent]:
         """Stream from the routed backend; retries and fallbacks apply until the first event arrives."""
         request, decision, names = self._prepare(prompt, options)
-        errors: dict[str, BaseException] = {}
-        for name in names:
-            backend = self.backends[name]
+        attempts = _Attempts(self, request, names)
+        while (a := attempts.next()) is not None:
+            started = False
             try:
-                req = self.fit(request, backend)
-            except BudgetError as exc:
-                errors[name] = exc
+                with self._hold(a.request, a.backend) as hold:
+                    for event in a.backend.stream(a.request):
+                        started = hold.started = True
+                        yield self._settled_event(event, hold, request, decision, a)
+            except BackendError as exc:
+                if started:  # the caller has seen part of this answer: no silent retry elsewhere
+                    attempts.failed(exc, final=True)
+                    raise
+                delay = attempts.failed(exc)
+                if delay is not None:
+                    self._sleep(delay)
                 continue
-            attempt = 0
-            while self.breaker.allow(name) is None:
-                started = False
-                try:
-                    with self._hold(req, backend) as hold:
-                        for event in backend.stream(req):
-                            started = hold.started = True
-                            if event.kind == "done" and event.result is not None:
-                                hold.settle(event.result)
-                                event = event.model_copy(
-                                    update={"result": self._finish(request, event.result, decision, name, attempt + 1)}
-                                )
-                            yield event
-                except BackendError as exc:
-                    self.breaker.failure(name)
-                    if started:
-                        raise
-                    errors[name] = exc
-                    delay = self.retry.delay(attempt, exc, self._rng)
-                    if delay is None:
-                        break
-                    self.sleep(delay)
-                    attempt += 1
-                    continue
-                self.breaker.success(name)
-                return
-            else:
-                errors.setdefault(name, CircuitOpenError(name, self.breaker.allow(name) or 0.0))
-        raise AllBackendsFailedError(errors)
+            attempts.succeeded()
+            return
+        raise AllBackendsFailedError(attempts.errors)
 
-    # ------------------------------------------------------------------ async
     async def arun(self, prompt: PromptLike, **options: Any) -> Result:
-        """Async :meth:`run` (backoff waits with ``asyncio.sleep``)."""
+        """Async :meth:`run`; backoff waits do not block the event loop (see :meth:`_asleep`)."""
         request, decision, names = self._prepare(prompt, options)
-        errors: dict[str, BaseException] = {}
-        for name in names:
-            backend = self.backends[name]
+        attempts = _Attempts(self, request, names)
+        while (a := attempts.next()) is not None:
             try:
-                req = self.fit(request, backend)
-            except BudgetError as exc:
-                errors[name] = exc
+                async with self._hold(a.request, a.backend) as hold:
+                    result = await a.backend.agenerate(a.request)
+                    await hold.asettle(result)
+            except BackendError as exc:
+                delay = attempts.failed(exc)
+                if delay is not None:
+                    await self._asleep(delay)
                 continue
-            attempt = 0
-            while True:
-                wait = self.breaker.allow(name)
-                if wait is not None:
-                    errors[name] = CircuitOpenError(name, wait)
-                    break
+            attempts.succeeded()
+            return self._finish(request, result, decision, a.name, a.number)
+        raise AllBackendsFailedError(attempts.errors)
+
+    async def astream(self, prompt: PromptLike, **options: Any) -> AsyncIterator[StreamEvent]:
+        """Async :meth:`stream`: the same retries and fallbacks until the first event arrives."""
+        request, decision, names = self._prepare(prompt, options)
+        attempts = _Attempts(self, request, names)
+        while (a := attempts.next()) is not None:
+            started = False
+            try:
+                async with self._hold(a.request, a.backend) as hold:
+                    async for event in a.backend.astream(a.request):
+                        started = hold.started = True
+                        if event.kind == "done" and event.result is not None:
+                            await hold.asettle(event.result)
+                        yield self._settled_event(event, hold, request, decision, a)
+            except BackendError as exc:
+                if started:
+                    attempts.failed(exc, final=True)
+                    raise
+                delay = attempts.failed(exc)
+                if delay is not None:
+                    await self._asleep(delay)
+                continue
+            attempts.succeeded()
+            return
+        raise AllBackendsFailedError(attempts.errors)
+
+    def _settled_event(
+        self, event: StreamEvent, hold: Any, request: Request, decision: RouteDecision, a: _Attempt
+    ) -> StreamEvent:
+        """A streamed event; the final ``done`` settles the budget hold and carries the finished result."""
+        if event.kind != "done" or event.result is None:
+            return event
+        hold.settle(event.result)  # no-op when the async path already settled it
+        return event.model_copy(update={"result": self._finish(request, event.result, decision, a.name, a.number)})
+
+    def _sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds in a sync call: the injected sleep, or ``time.sleep`` when that is a coroutine
+        function (it serves :meth:`arun` and :meth:`astream`)."""
+        if inspect.iscoroutinefunction(self.sleep):
+            time.sleep(delay)
+        else:
+            self.sleep(delay)
+
+    async def _asleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds without blocking the loop: ``asyncio.sleep`` for the default sleep, an
+        injected coroutine function awaited, an injected plain function run in a worker thread."""
+        if self.sleep is time.sleep:
+            await asyncio.sleep(delay)
+        elif inspect.iscoroutinefunction(self.sleep):
+            await cast("Callable[[float], Awaitable[None]]", self.sleep)(delay)
+        else:
+            await asyncio.to_thread(self.sleep, delay)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One call to make: which route, its backend, the request fitted to it, and its 1-based number there."""
+
+    name: str
+    backend: Backend
+    request: Request
+    number: int
+
+
+class _Attempts:
+    """The candidates x retries loop without I/O, shared by every call flavour of :class:`Dispatcher`.
+
+    :meth:`next` gives the next call to make (fitting the request to each candidate and asking
+    the circuit breaker first), or ``None`` when every candidate is spent; the caller reports
+    :meth:`succeeded` or :meth:`failed`, which returns the backoff to wait before the next
+    call to the same route, or ``None`` to move on. A context overflow is not retried on the
+    same route (the next candidate may have a larger window). ``errors`` keeps each route's
+    last error for :class:`~ctxkit.dispatch.errors.AllBackendsFailedError`.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, request: Request, names: Sequence[str]) -> None:
+        self.d = dispatcher
+        self.request = request
+        self.pending = list(names)
+        self.errors: dict[str, BaseException] = {}
+        self.current: _Attempt | None = None
+
+    def next(self) -> _Attempt | None:
+        d = self.d
+        while True:
+            if self.current is None:
+                if not self.pending:
+                    return None
+                name = self.pending.pop(0)
+                backend = d.backends[name]
                 try:
-                    async with self._hold(req, backend) as hold:
-                        result = await backend.agenerate(req)
-                        await hold.asettle(result)
-                except BackendError as exc:
-                    self.breaker.failure(name)
-                    errors[name] = exc
-                    delay = None if isinstance(exc, ContextOverflowError) else self.retry.delay(attempt, exc, self._rng)
-                    if delay is None:
-                        break
-                    await asyncio.sleep(delay) if self.sleep is time.sleep else self.sleep(delay)
-                    attempt += 1
+                    fitted = d.fit(self.request, backend)
+                except BudgetError as exc:
+                    self.errors[name] = exc
                     continue
-                self.breaker.success(name)
-                return self._finish(request, result, decision, name, attempt + 1)
-        raise AllBackendsFailedError(errors)
+                self.current = _Attempt(name, backend, fitted, 0)
+            wait = d.breaker.allow(self.current.name)
+            if wait is not None:
+                self.errors[self.current.name] = CircuitOpenError(self.current.name, wait)
+                self.current = None
+                continue
+            self.current = replace(self.current, number=self.current.number + 1)
+            return self.current
+
+    def succeeded(self) -> None:
+        assert self.current is not None
+        self.d.breaker.success(self.current.name)
+
+    def failed(self, exc: BackendError, *, final: bool = False) -> float | None:
+        """Record a failed call; the seconds to wait before retrying this route, or ``None`` to move on."""
+        assert self.current is not None
+        d, name = self.d, self.current.name
+        d.breaker.failure(name)
+        self.errors[name] = exc
+        delay = None
+        if not final and not isinstance(exc, ContextOverflowError):
+            delay = d.retry.delay(self.current.number - 1, exc, d._rng)
+        if delay is None:
+            self.current = None
+        return delay

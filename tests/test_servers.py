@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +50,28 @@ def test_missing_binaries_raise_a_resource_error_that_says_what_to_install(monke
         pass
     with pytest.raises(ResourceError, match="pgserver"), testing.postgres_server():
         pass
+
+
+def test_postgres_from_a_wheel_inside_a_private_directory_runs_from_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root the server runs as ``nobody``, who cannot enter a venv under /root: ctxkit runs a private copy."""
+    import importlib.util
+
+    import psycopg
+
+    if os.geteuid() != 0:
+        pytest.skip("only a root process hands PostgreSQL to nobody")
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None and spec.submodule_search_locations, "pgserver (test dependency group) is not installed"
+    package = Path(next(iter(spec.submodule_search_locations)))
+    private = tmp_path / "private"
+    site = private / "site"
+    shutil.copytree(package / "pginstall", site / "pgserver" / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / "pgserver.libs", site / "pgserver.libs", symlinks=True)
+    os.chmod(private, 0o700)
+    monkeypatch.setattr(testing, "postgres_bin_dir", lambda: site / "pgserver" / "pginstall" / "bin")
+    with testing.postgres_server() as url, psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT 6 * 7").fetchone()
+        assert row is not None
+        assert row[0] == 42

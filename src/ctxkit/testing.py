@@ -201,6 +201,31 @@ def _as_unprivileged() -> tuple[Callable[[], None] | None, tuple[int, int] | Non
     return demote, (uid, gid)
 
 
+def _private_copy(bindir: Path, target: Path) -> Path:
+    """A copy of a PostgreSQL install that ``nobody`` can run (for binaries inside a directory only root enters).
+
+    Keeps the layout the binaries' relative library path expects: ``pgserver``'s wheel links
+    ``$ORIGIN/../../../pgserver.libs``, so the package directory and its ``.libs`` sibling are copied together.
+    """
+    install, package = bindir.parent, bindir.parent.parent
+    libs = package.parent / f"{package.name}.libs"
+    shutil.copytree(install, target / package.name / install.name, symlinks=True)
+    if libs.is_dir():
+        shutil.copytree(libs, target / libs.name, symlinks=True)
+    for folder in (target, target / package.name):
+        os.chmod(folder, 0o755)
+    return target / package.name / install.name / bindir.name
+
+
+def _runs(binary: Path, demote: Callable[[], None] | None) -> bool:
+    """Whether ``binary --version`` runs as the user ``demote`` switches to."""
+    try:
+        done = subprocess.run([str(binary), "--version"], capture_output=True, preexec_fn=demote, timeout=30)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
 @contextmanager
 def postgres_server(*, ready_timeout_s: float = 60.0) -> Iterator[str]:
     """Run a real PostgreSQL server (``initdb`` + ``pg_ctl`` on a temporary directory, 127.0.0.1, a free port).
@@ -213,45 +238,40 @@ def postgres_server(*, ready_timeout_s: float = 60.0) -> Iterator[str]:
     if bindir is None:
         raise ResourceError("no PostgreSQL binaries (initdb, pg_ctl, postgres) found: `pip install pgserver`")
     demote, ids = _as_unprivileged()
-    root = Path(tempfile.mkdtemp(prefix="ctxkit-pg-"))
-    data = root / "data"
-    data.mkdir()
-    if ids is not None:
-        os.chmod(root, 0o755)
-        for p in (root, data):
-            os.chown(p, *ids)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ctxkit-pg-") as tmp:
+        root = Path(tmp)
+        if ids is not None and not _runs(bindir / "initdb", demote):
+            bindir = _private_copy(bindir, root / "bin-copy")
+        data = root / "data"
+        data.mkdir()
+        if ids is not None:
+            os.chmod(root, 0o755)
+            for p in (root, data):
+                os.chown(p, *ids)
 
-    def run(*args: str) -> None:
-        done = subprocess.run(list(args), capture_output=True, text=True, env=env, preexec_fn=demote, cwd=root)
-        if done.returncode != 0:
-            raise ResourceError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        def run(*args: str) -> None:
+            done = subprocess.run(list(args), capture_output=True, text=True, env=env, preexec_fn=demote, cwd=root)
+            if done.returncode != 0:
+                raise ResourceError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=on"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "-t", "60", "start")
+        def ready() -> bool:
+            status = [str(bindir / "pg_ctl"), "-D", str(data), "status"]
+            if subprocess.run(status, capture_output=True, env=env, preexec_fn=demote).returncode != 0:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
 
-    def ready() -> bool:
-        done = subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "status"], capture_output=True, env=env, preexec_fn=demote
-        )
-        if done.returncode != 0:
-            return False
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=on"
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        _wait_until(ready, None, "postgres", ready_timeout_s)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            env=env,
-            preexec_fn=demote,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "-t", "60", "start")
+            _wait_until(ready, None, "postgres", ready_timeout_s)
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            subprocess.run(stop, capture_output=True, env=env, preexec_fn=demote)

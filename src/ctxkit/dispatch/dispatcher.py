@@ -18,6 +18,7 @@ The result carries the decision, the attempts and the summed cost of what was tr
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import random
 import time
@@ -167,6 +168,27 @@ class Dispatcher:
 
     def __repr__(self) -> str:
         return f"Dispatcher(backends={list(self.backends)}, default={self.default!r}, router={self.router!r})"
+
+    def forced(self, route: str) -> Dispatcher:
+        """This dispatcher with every request sent to ``route`` first, everything else kept.
+
+        Fallbacks, retries, the breaker (and its health state), residency, sleep, the shared budget
+        and the other settings are this dispatcher's; only the router is bypassed. ``route`` may
+        also be a backend spec that is not one of the routes, added for these calls
+        (``forced("openai:gpt-4o-mini")``). Framework adapters use it for a per-call ``model=``.
+        """
+        from ctxkit.dispatch.registry import get_backend
+
+        if not isinstance(route, str) or not route:
+            raise InvalidInputError(f"a forced route must be a route name or backend spec, not {route!r}")
+        if route == self.default and self.router is None:
+            return self
+        clone = copy.copy(self)
+        if route not in self.backends:
+            clone.backends = {**self.backends, route: get_backend(route)}
+        clone.default = route
+        clone.router = None
+        return clone
 
     # ------------------------------------------------------------------ planning
     def decide(self, request: Request) -> RouteDecision:

@@ -24,7 +24,15 @@ from ctxkit.budget import Budget
 from ctxkit.errors import InvalidInputError
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
-__all__ = ["DEFAULT_SCORE_KEYS", "PackReport", "PackedText", "pack_texts", "resolve_budget", "score_from_metadata"]
+__all__ = [
+    "DEFAULT_SCORE_KEYS",
+    "PackReport",
+    "PackedText",
+    "pack_texts",
+    "resolve_budget",
+    "result_metadata",
+    "score_from_metadata",
+]
 
 #: metadata keys read for a document's relevance score, in order
 DEFAULT_SCORE_KEYS: tuple[str, ...] = ("relevance_score", "score", "similarity_score", "similarity", "rerank_score")
@@ -180,3 +188,26 @@ def _values(scores: Sequence[float]) -> list[float]:
     span = high - low
     floor = (span if span > 0 else 1.0) * 1e-3
     return [s - low + floor for s in scores]
+
+
+def result_metadata(result: Any) -> dict[str, Any]:
+    """What every framework adapter reports about a ctxkit :class:`~ctxkit.dispatch.Result`, under one set of keys.
+
+    LangChain's ``response_metadata`` and LlamaIndex's ``raw`` both start from this mapping and add only
+    their own conventions (LangChain's ``model_name``/``model_provider``, LlamaIndex's OpenAI-style ``usage``).
+    Cost is a decimal string (exact), ``None`` when the price is unknown.
+    """
+    decision = result.decision
+    return {
+        "model": result.model,
+        "backend": result.backend,
+        "finish_reason": result.finish_reason,
+        "latency_s": result.latency_s,
+        "ttft_s": result.ttft_s,
+        "cost": None if result.cost is None else str(result.cost),
+        "attempts": result.attempts,
+        "local": result.local,
+        "route": decision.route if decision is not None else None,
+        "route_reason": decision.reason if decision is not None else None,
+        "usage_estimated": bool(result.usage_estimated),
+    }

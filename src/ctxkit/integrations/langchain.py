@@ -73,7 +73,13 @@ from ctxkit.assembly.assembler import Assembler  # noqa: E402
 from ctxkit.assembly.prompt import AssembledPrompt  # noqa: E402
 from ctxkit.budget import Budget  # noqa: E402
 from ctxkit.errors import InvalidInputError  # noqa: E402
-from ctxkit.integrations._common import DEFAULT_SCORE_KEYS, PackReport, pack_texts, score_from_metadata  # noqa: E402
+from ctxkit.integrations._common import (  # noqa: E402
+    DEFAULT_SCORE_KEYS,
+    PackReport,
+    pack_texts,
+    result_metadata,
+    score_from_metadata,
+)
 from ctxkit.messages import Chunk, Message, ToolCall, ToolSpec, canonical_json  # noqa: E402
 from ctxkit.telemetry.langchain import LedgerCallbackHandler  # noqa: E402
 from ctxkit.usage import Usage  # noqa: E402
@@ -345,18 +351,9 @@ class ChatCtxkit(BaseChatModel):
                 backend = target if target is not None else self.model
                 base = Dispatcher({self.model: backend}, retry=RetryPolicy(max_attempts=self.max_retries + 1))
             self._resolved = base
-        if route is None or (route == base.default and base.router is None):
-            return base
-        # a route of the dispatcher, forced; or a backend spec not among the routes, added for this call
-        backends = base.backends if route in base.backends else {**base.backends, route: route}
-        return Dispatcher(
-            backends,
-            default=route,
-            retry=base.retry,
-            breaker=base.breaker,
-            residency=base.residency,
-            refit=base.refit,
-        )
+        # a route of the dispatcher, forced (its fallbacks, retries and shared state kept); or a backend spec
+        # not among the routes, added for this call
+        return base if route is None else base.forced(route)
 
     def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         kwargs = dict(kwargs)
@@ -391,23 +388,7 @@ class ChatCtxkit(BaseChatModel):
 
     @staticmethod
     def _metadata(result: Any) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "model_name": result.model,
-            "model_provider": "ctxkit",
-            "finish_reason": result.finish_reason,
-            "backend": result.backend,
-            "latency_s": result.latency_s,
-            "ttft_s": result.ttft_s,
-            "cost": None if result.cost is None else str(result.cost),
-            "attempts": result.attempts,
-            "local": result.local,
-        }
-        if result.decision is not None:
-            meta["route"] = result.decision.route
-            meta["route_reason"] = result.decision.reason
-        if result.usage_estimated:
-            meta["usage_estimated"] = True
-        return meta
+        return {"model_name": result.model, "model_provider": "ctxkit", **result_metadata(result)}
 
     def _result_message(self, result: Any) -> AIMessage:
         valid, invalid = _lc_tool_calls(result.tool_calls)
@@ -455,45 +436,12 @@ class ChatCtxkit(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         route, options = self._options(stop, kwargs)
-        n_calls = 0
+        chunks = _ChunkBuilder(self._metadata)
         for event in self._dispatcher(route).stream(to_ctxkit_messages(messages), **options):
-            if event.kind == "text":
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
-                if run_manager is not None:
+            for chunk in chunks.of(event):
+                if run_manager is not None and event.kind == "text":
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
                 yield chunk
-            elif event.kind == "tool_call" and event.tool_call is not None:
-                call = event.tool_call
-                yield ChatGenerationChunk(
-                    message=AIMessageChunk(
-                        content="",
-                        tool_call_chunks=[
-                            tool_call_chunk(name=call.name, args=call.arguments, id=call.id, index=n_calls)
-                        ],
-                    )
-                )
-                n_calls += 1
-            elif event.kind == "done" and event.result is not None:
-                result = event.result
-                if n_calls == 0 and result.tool_calls:  # backends that report calls only in the final result
-                    yield ChatGenerationChunk(
-                        message=AIMessageChunk(
-                            content="",
-                            tool_call_chunks=[
-                                tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=i)
-                                for i, c in enumerate(result.tool_calls)
-                            ],
-                        )
-                    )
-                yield ChatGenerationChunk(
-                    message=AIMessageChunk(
-                        content="",
-                        usage_metadata=usage_metadata(result.usage),
-                        response_metadata=self._metadata(result),
-                        chunk_position="last",
-                    ),
-                    generation_info={"finish_reason": result.finish_reason},
-                )
 
     async def _astream(
         self,
@@ -502,16 +450,14 @@ class ChatCtxkit(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        iterator = self._stream(messages, stop, None, **kwargs)
-        done = object()
-        while True:
-            chunk = await run_in_executor(None, next, iterator, done)
-            if chunk is done:
-                break
-            assert isinstance(chunk, ChatGenerationChunk)
-            if run_manager is not None and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        # the dispatcher's own async stream: no thread per call, retries back off on the event loop
+        route, options = self._options(stop, kwargs)
+        chunks = _ChunkBuilder(self._metadata)
+        async for event in self._dispatcher(route).astream(to_ctxkit_messages(messages), **options):
+            for chunk in chunks.of(event):
+                if run_manager is not None and event.kind == "text":
+                    await run_manager.on_llm_new_token(event.text, chunk=chunk)
+                yield chunk
 
     def bind_tools(
         self,
@@ -536,6 +482,41 @@ class ChatCtxkit(BaseChatModel):
                 tool_choice = {"type": "function", "function": {"name": tool_choice}}
             kwargs["tool_choice"] = tool_choice
         return super().bind(tools=formatted, **kwargs)
+
+
+class _ChunkBuilder:
+    """Turns the dispatcher's stream events into LangChain chunks (the same for the sync and async streams)."""
+
+    def __init__(self, metadata: Callable[[Any], dict[str, Any]]) -> None:
+        self.metadata = metadata
+        self.n_calls = 0
+
+    def of(self, event: Any) -> list[ChatGenerationChunk]:
+        if event.kind == "text":
+            return [ChatGenerationChunk(message=AIMessageChunk(content=event.text))]
+        if event.kind == "tool_call" and event.tool_call is not None:
+            call = event.tool_call
+            self.n_calls += 1
+            chunk = tool_call_chunk(name=call.name, args=call.arguments, id=call.id, index=self.n_calls - 1)
+            return [ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))]
+        if event.kind != "done" or event.result is None:
+            return []
+        result = event.result
+        out: list[ChatGenerationChunk] = []
+        if self.n_calls == 0 and result.tool_calls:  # backends that report calls only in the final result
+            calls = [
+                tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=i)
+                for i, c in enumerate(result.tool_calls)
+            ]
+            out.append(ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=calls)))
+        last = AIMessageChunk(
+            content="",
+            usage_metadata=usage_metadata(result.usage),
+            response_metadata=self.metadata(result),
+            chunk_position="last",
+        )
+        out.append(ChatGenerationChunk(message=last, generation_info={"finish_reason": result.finish_reason}))
+        return out
 
 
 def _merge_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:

@@ -67,7 +67,7 @@ from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore  
 from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 
 from ctxkit.errors import InvalidInputError  # noqa: E402
-from ctxkit.integrations._common import PackReport, pack_texts  # noqa: E402
+from ctxkit.integrations._common import PackReport, pack_texts, result_metadata  # noqa: E402
 from ctxkit.messages import Chunk, Message, ToolCall, canonical_json  # noqa: E402
 from ctxkit.usage import Usage  # noqa: E402
 
@@ -381,15 +381,7 @@ class CtxkitLLM(LLM):
 
     @staticmethod
     def _raw(result: Any) -> dict[str, Any]:
-        return {
-            "model": result.model,
-            "backend": result.backend,
-            "usage": _openai_usage(result.usage),
-            "finish_reason": result.finish_reason,
-            "latency_s": result.latency_s,
-            "cost": None if result.cost is None else str(result.cost),
-            "route": result.decision.route if result.decision is not None else None,
-        }
+        return {**result_metadata(result), "usage": _openai_usage(result.usage)}
 
     def _chat_response(self, result: Any) -> ChatResponse:
         msg = from_ctxkit_message(Message(role="assistant", content=result.text, tool_calls=result.tool_calls))
@@ -404,6 +396,16 @@ class CtxkitLLM(LLM):
         result = self._dispatcher().run(to_ctxkit_messages(messages), **self._options(kwargs))
         return self._chat_response(result)
 
+    def _chat_delta(self, event: Any, text: str) -> tuple[ChatResponse | None, str]:
+        """One stream event as a LlamaIndex chat response (None for events it has no form for), and the text so far."""
+        if event.kind == "text":
+            text += event.text
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=event.text), text
+        if event.kind == "done" and event.result is not None:
+            final = self._chat_response(event.result)
+            return ChatResponse(message=final.message, delta="", raw=final.raw), text
+        return None, text
+
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         events = self._dispatcher().stream(to_ctxkit_messages(messages), **self._options(kwargs))
@@ -411,12 +413,9 @@ class CtxkitLLM(LLM):
         def gen() -> Generator[ChatResponse, None, None]:
             text = ""
             for event in events:
-                if event.kind == "text":
-                    text += event.text
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=event.text)
-                elif event.kind == "done" and event.result is not None:
-                    final = self._chat_response(event.result)
-                    yield ChatResponse(message=final.message, delta="", raw=final.raw)
+                response, text = self._chat_delta(event, text)
+                if response is not None:
+                    yield response
 
         return gen()
 
@@ -427,16 +426,15 @@ class CtxkitLLM(LLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        sync_gen = self.stream_chat(messages, **kwargs)
+        # the dispatcher's own async stream: no thread per call, retries back off on the event loop
+        events = self._dispatcher().astream(to_ctxkit_messages(messages), **self._options(kwargs))
 
         async def gen() -> AsyncGenerator[ChatResponse, None]:
-            done = object()
-            while True:
-                item = await asyncio.to_thread(next, sync_gen, done)
-                if item is done:
-                    break
-                assert isinstance(item, ChatResponse)
-                yield item
+            text = ""
+            async for event in events:
+                response, text = self._chat_delta(event, text)
+                if response is not None:
+                    yield response
 
         return gen()
 
@@ -462,11 +460,9 @@ class CtxkitLLM(LLM):
         def gen() -> Generator[CompletionResponse, None, None]:
             text = ""
             for event in events:
-                if event.kind == "text":
-                    text += event.text
-                    yield CompletionResponse(text=text, delta=event.text)
-                elif event.kind == "done" and event.result is not None:
-                    yield CompletionResponse(text=text, delta="", raw=self._raw(event.result))
+                response, text = self._chat_delta(event, text)
+                if response is not None:
+                    yield self._completion(response)
 
         return gen()
 
@@ -477,16 +473,14 @@ class CtxkitLLM(LLM):
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        sync_gen = self.stream_complete(prompt, formatted=formatted, **kwargs)
+        events = self._dispatcher().astream([Message.user(prompt)], **self._options(kwargs))
 
         async def gen() -> AsyncGenerator[CompletionResponse, None]:
-            done = object()
-            while True:
-                item = await asyncio.to_thread(next, sync_gen, done)
-                if item is done:
-                    break
-                assert isinstance(item, CompletionResponse)
-                yield item
+            text = ""
+            async for event in events:
+                response, text = self._chat_delta(event, text)
+                if response is not None:
+                    yield self._completion(response)
 
         return gen()
 

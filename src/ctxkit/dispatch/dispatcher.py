@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxkit.assembly.assembler import Assembler
 from ctxkit.budget import Budget
@@ -34,6 +34,9 @@ from ctxkit.dispatch.result import Result, StreamEvent
 from ctxkit.dispatch.routing.base import Router
 from ctxkit.errors import BackendError, BudgetError, InvalidInputError, UnknownNameError
 from ctxkit.messages import Message
+
+if TYPE_CHECKING:
+    from ctxkit.responses import ResponseCache
 
 __all__ = ["Dispatcher", "reassemble"]
 
@@ -95,6 +98,7 @@ class Dispatcher:
         residency: ResidencyPolicy | None = None,
         refit: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         from ctxkit.dispatch.registry import get_backend
 
@@ -149,6 +153,11 @@ class Dispatcher:
         self.refit = bool(refit)
         self.sleep = sleep
         self._rng = random.Random(self.retry.seed)
+        if response_cache is not None and not callable(getattr(response_cache, "lookup", None)):
+            raise InvalidInputError(
+                f"response_cache must be a ctxkit ResponseCache, not {type(response_cache).__name__}"
+            )
+        self.response_cache = response_cache
 
     def __repr__(self) -> str:
         return f"Dispatcher(backends={list(self.backends)}, default={self.default!r}, router={self.router!r})"
@@ -220,10 +229,29 @@ class Dispatcher:
             self.router.observe(request, result)
         return result
 
+    # ------------------------------------------------------------------ response cache
+    def _cache(
+        self, prompt: PromptLike, options: dict[str, Any], result: Result | None = None
+    ) -> tuple[Request, Result | None]:
+        """Before routing (``result=None``): the request and the cache's hit (or None). After: store ``result``."""
+        request = as_request(prompt, **options)
+        if self.residency.is_sensitive(request) and not request.sensitive:
+            request = request.model_copy(update={"sensitive": True})
+        if self.response_cache is None:
+            return request, None
+        if result is None:
+            hit = self.response_cache.lookup(request)
+            return request, None if hit is None else hit.result
+        self.response_cache.store(request, result)
+        return request, None
+
     # ------------------------------------------------------------------ sync
     def run(self, prompt: PromptLike, **options: Any) -> Result:
-        """Answer ``prompt`` through the routed backend, its retries and fallbacks."""
-        request, decision, names = self._prepare(prompt, options)
+        """Answer ``prompt`` through the routed backend, its retries and fallbacks (or the response cache)."""
+        request, hit = self._cache(prompt, options)
+        if hit is not None:
+            return hit
+        request, decision, names = self._prepare(request, {})
         errors: dict[str, BaseException] = {}
         for name in names:
             backend = self.backends[name]
@@ -250,12 +278,19 @@ class Dispatcher:
                     attempt += 1
                     continue
                 self.breaker.success(name)
-                return self._finish(request, result, decision, name, attempt + 1)
+                result = self._finish(request, result, decision, name, attempt + 1)
+                self._cache(request, {}, result)
+                return result
         raise AllBackendsFailedError(errors)
 
     def stream(self, prompt: PromptLike, **options: Any) -> Iterator[StreamEvent]:
         """Stream from the routed backend; retries and fallbacks apply until the first event arrives."""
-        request, decision, names = self._prepare(prompt, options)
+        request, hit = self._cache(prompt, options)
+        if hit is not None:
+            yield StreamEvent(kind="text", text=hit.text)
+            yield StreamEvent(kind="done", result=hit)
+            return
+        request, decision, names = self._prepare(request, {})
         errors: dict[str, BaseException] = {}
         for name in names:
             backend = self.backends[name]
@@ -274,6 +309,8 @@ class Dispatcher:
                             event = event.model_copy(
                                 update={"result": self._finish(request, event.result, decision, name, attempt + 1)}
                             )
+                            if event.result is not None:
+                                self._cache(request, {}, event.result)
                         yield event
                 except BackendError as exc:
                     self.breaker.failure(name)
@@ -295,7 +332,11 @@ class Dispatcher:
     # ------------------------------------------------------------------ async
     async def arun(self, prompt: PromptLike, **options: Any) -> Result:
         """Async :meth:`run` (backoff waits with ``asyncio.sleep``)."""
-        request, decision, names = self._prepare(prompt, options)
+        cache = self.response_cache is not None
+        request, hit = await asyncio.to_thread(self._cache, prompt, options) if cache else self._cache(prompt, options)
+        if hit is not None:
+            return hit
+        request, decision, names = self._prepare(request, {})
         errors: dict[str, BaseException] = {}
         for name in names:
             backend = self.backends[name]
@@ -322,5 +363,8 @@ class Dispatcher:
                     attempt += 1
                     continue
                 self.breaker.success(name)
-                return self._finish(request, result, decision, name, attempt + 1)
+                result = self._finish(request, result, decision, name, attempt + 1)
+                if self.response_cache is not None:
+                    await asyncio.to_thread(self._cache, request, {}, result)
+                return result
         raise AllBackendsFailedError(errors)

@@ -120,6 +120,11 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("answer_in_context_512", "—", "≥ 0.93"),
         ("net_latency_gain", "answering the unpruned prompt (LLMLingua: ≤ 18% per arXiv 2604.02985)", "> 0"),
     ],
+    "shared_cache": [
+        ("semantic_hit_rate", "— (paraphrases of held-out HotpotQA questions)", "≥ 0.6"),
+        ("semantic_false_hit_rate", "hard negatives (negation, numbers, entities, polarity, units)", "≤ 0.01"),
+        ("plain_false_hit_rate_at_same_hit_rate", "plain cosine-threshold cache at the same hit rate", "—"),
+    ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),
         ("apgr", "random routing: see apgr_random", "> random"),

@@ -164,7 +164,20 @@ _UNITS = [
     ("acres", "hectares"),
     ("Celsius", "Fahrenheit"),
 ]
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def _swap_first(q: str, pairs: list[tuple[str, str]]) -> str | None:

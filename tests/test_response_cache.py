@@ -423,3 +423,22 @@ def test_real_minilm_paraphrase_hits_and_negation_misses() -> None:
     assert hit is not None and hit.kind == "semantic" and hit.result.text == "The Seine"
     assert cache.lookup(_req("Which river does not flow through Paris?")) is None
     assert cache.lookup(_req("Which river flows through Berlin?")) is None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.server)])
+def test_shared_backends_serve_another_cache_object(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if kind == "sqlite":
+        path = tmp_path / "shared.db"
+        a, b = SQLiteBackend(path), SQLiteBackend(path)
+    else:
+        url = request.getfixturevalue("redis_url")
+        a, b = RedisBackend(url, prefix="shared-test:"), RedisBackend(url, prefix="shared-test:")
+        a.clear()
+    writer = ResponseCache(a, embedder=BagOfWords(), threshold=0.95)
+    reader = ResponseCache(b, embedder=BagOfWords(), threshold=0.95)
+    writer.store(_req("Who wrote Hamlet?"), _result("Shakespeare"), request_id="w-1")
+    exact, semantic = reader.lookup(_req("Who wrote Hamlet?")), reader.lookup(_req("who wrote hamlet"))
+    assert exact is not None and exact.kind == "exact" and exact.entry.provenance.request_id == "w-1"
+    assert semantic is not None and semantic.kind == "semantic" and semantic.result.text == "Shakespeare"
+    a.close()
+    b.close()

@@ -394,7 +394,10 @@ class RedisBackend:
             out: list[CacheEntry] = []
             for key, raw in zip(keys, raws, strict=True):
                 entry = CacheEntry.from_bytes(raw) if raw is not None else None
-                if entry is None or entry.expired(now):
+                if entry is None:  # expired inside Redis: its indexes still name it
+                    self._r.srem(self._k("p", partition), key)
+                    self._drop(key)
+                elif entry.expired(now):
                     self._drop(key, entry)
                 else:
                     out.append(entry)

@@ -242,7 +242,7 @@ for canon, words in {
     for w in words.split():
         _POLAR[w] = canon
 
-# capitalized words that start questions and requests: not names
+# capitalized words that start questions and requests, and discourse words: not names
 _STARTERS = frozenset(
     [
         "what",
@@ -313,9 +313,26 @@ _STARTERS = frozenset(
         "describe",
         "find",
         "identify",
+        "quick",
+        "question",
+        "hey",
+        "hi",
+        "hello",
+        "ok",
+        "okay",
+        "well",
+        "also",
+        "btw",
+        "just",
+        "now",
+        "actually",
+        "sorry",
+        "thanks",
+        "thank",
+        "yes",
+        "no",
     ]
 )
-
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[%$€£¥]|°[cf]", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
@@ -324,8 +341,16 @@ def _words(text: str) -> list[str]:
     return [w.replace("'", "") for w in _WORD.findall(text.casefold())]
 
 
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def _tokens(text: str) -> list[str]:
+    """Word tokens for entity matching: apostrophes and hyphens split words (``Newman's`` -> ``newman s``)."""
+    return _TOKEN.findall(text.casefold())
+
+
 def _phrase(text: str) -> str:
-    return " " + " ".join(_words(text)) + " "
+    return " " + " ".join(_tokens(text)) + " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,14 +382,26 @@ def _digest(parts: tuple[object, ...]) -> int:
     return int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+_WORD_TAIL = re.compile(r"\w*")
+
+
 def _entities(text: str) -> tuple[str, ...]:
     out: list[str] = []
+    start = 0
     for run in extract_entities(" " + text):
+        # extract_entities matches ASCII letters: extend a run cut at a non-ASCII letter ("Koltès", "Unión")
+        at = text.find(run, start)
+        if at >= 0:
+            end = at + len(run)
+            tail = _WORD_TAIL.match(text, end)
+            end += len(tail.group(0)) if tail else 0
+            run = text[at:end]
+            start = end
         words = run.split()
         while words and words[0].casefold() in _STARTERS:
             words.pop(0)
         if words:
-            phrase = " ".join(_words(" ".join(words)))
+            phrase = " ".join(_tokens(" ".join(words)))
             if phrase and phrase not in out:
                 out.append(phrase)
     return tuple(out)

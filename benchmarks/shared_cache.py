@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import statistics
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -395,6 +397,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "n_cached_per_split": n,
         "paraphrases": "rule-based (framings, fixed synonym list, contractions, punctuation, case); no model",
     }
+    curves: dict[str, Any] = {}
     for name, ev in evals.items():
         d = data[name]
         real = run_cache(d, embedder, threshold)
@@ -402,6 +405,16 @@ def main(argv: list[str]) -> dict[str, Any]:
         grid_row = ev[key]["guarded"] if key in ev else None
         plain_same = plain_at_hit_rate(ev, real["semantic_hit_rate"])
         plain08 = ev["0.80"]["plain"]
+        curves[name] = {
+            t: {
+                "guarded_hit": ev[t]["guarded"]["hit_rate"],
+                "guarded_false": ev[t]["guarded"]["false_hit_rate"],
+                "plain_hit": ev[t]["plain"]["hit_rate"],
+                "plain_false": ev[t]["plain"]["false_hit_rate"],
+            }
+            for t in ev
+            if not t.startswith("_")
+        }
         result[name] = {
             **real,
             "negatives": len(d["negatives"]),
@@ -410,19 +423,9 @@ def main(argv: list[str]) -> dict[str, Any]:
             },
             "false_hit_rate_by_kind": grid_row["by_kind"] if grid_row else None,
             "plain_at_same_hit_rate": plain_same,
-            "plain_at_threshold_0.80": {k: v for k, v in plain08.items()},
-            "plain_at_same_threshold": ev[key]["plain"] if key in ev else None,
+            "plain_at_threshold_0.80": {k: v for k, v in plain08.items() if k != "by_kind"},
+            "plain_at_same_threshold_by_kind": ev[key]["plain"]["by_kind"] if key in ev else None,
             "matrix_check_hit_rate": grid_row["hit_rate"] if grid_row else None,
-            "curve": {
-                t: {
-                    "guarded_hit": ev[t]["guarded"]["hit_rate"],
-                    "guarded_false": ev[t]["guarded"]["false_hit_rate"],
-                    "plain_hit": ev[t]["plain"]["hit_rate"],
-                    "plain_false": ev[t]["plain"]["false_hit_rate"],
-                }
-                for t in ev
-                if not t.startswith("_")
-            },
         }
     head = result["hotpotqa_heldout"]
     result["semantic_hit_rate"] = head["semantic_hit_rate"]
@@ -434,15 +437,22 @@ def main(argv: list[str]) -> dict[str, Any]:
         "false_hit_rate"
     )
     ex = data["hotpotqa_heldout"]
-    result["examples"] = {
-        "paraphrases": list(zip(ex["cached"][:5], ex["paraphrases"][:5], strict=True)),
-        "negatives": [(ex["cached"][i], k, t) for i, k, t in ex["negatives"][:8]],
+    detail = {
+        "curves": curves,
+        "examples": {
+            "paraphrases": list(zip(ex["cached"][:10], ex["paraphrases"][:10], strict=True)),
+            "negatives": [(ex["cached"][i], k, t) for i, k, t in ex["negatives"][:20]],
+        },
     }
+    if not args.quick:
+        out = Path(__file__).resolve().parent / "results" / "shared_cache"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detail.json").write_text(json.dumps(detail, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        result["detail"] = "benchmarks/results/shared_cache/detail.json (hit/false-hit by threshold, examples)"
     return result
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     print(json.dumps(main(sys.argv[1:]), indent=2, default=str))

@@ -85,8 +85,9 @@ class CacheStats:
 class ResponseCache:
     """Exact and guarded semantic response cache over a :class:`CacheBackend` (default in-memory).
 
-    ``threshold`` is the cosine similarity a semantic candidate needs (0.9 by default, chosen on
-    HotpotQA dev paraphrases, see ``docs/howto/response-cache.md``); ``semantic=False`` keeps exact
+    ``threshold`` is the cosine similarity a semantic candidate needs (0.84 by default: chosen with the
+    guards on HotpotQA dev paraphrases and hard negatives, see ``docs/howto/response-cache.md``; it is
+    for all-MiniLM-L6-v2 — choose again for another embedder); ``semantic=False`` keeps exact
     hits only. ``embedder`` defaults to ctxkit's all-MiniLM-L6-v2, loaded on first semantic use.
     ``ttl_s`` is the default lifetime of an entry (``None``: until evicted or invalidated);
     ``tags`` given to :meth:`store` (and the request's own ``tags``) can be invalidated with
@@ -98,7 +99,7 @@ class ResponseCache:
         backend: CacheBackend | None = None,
         *,
         semantic: bool = True,
-        threshold: float = 0.9,
+        threshold: float = 0.84,
         embedder: Any = None,
         guard: SemanticGuard | None = None,
         ttl_s: float | None = None,

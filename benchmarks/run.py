@@ -125,6 +125,13 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("lost_records", "— (kill -9 during ledger bursts, SQLite and PostgreSQL)", "0"),
         ("reserve_settle_us.sqlite", "in-process store: reserve_settle_us_inprocess", "—"),
         ("reserve_settle_us.redis", "in-process store: reserve_settle_us_inprocess", "—"),
+        ("semantic_hit_rate", "— (paraphrases of held-out HotpotQA questions; from shared_cache)", "≥ 0.6"),
+        ("semantic_false_hit_rate", "plain threshold cache: plain_false_hit_rate_at_same_hit_rate", "≤ 0.01"),
+    ],
+    "shared_cache": [
+        ("semantic_hit_rate", "— (paraphrases of held-out HotpotQA questions)", "≥ 0.6"),
+        ("semantic_false_hit_rate", "hard negatives (negation, numbers, entities, polarity, units)", "≤ 0.01"),
+        ("plain_false_hit_rate_at_same_hit_rate", "plain cosine-threshold cache at the same hit rate", "—"),
     ],
     "routing": [
         ("cost_reduction_at_95", "always-strong (RouteLLM reports 0.45)", "—"),

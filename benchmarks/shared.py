@@ -195,6 +195,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--procs", type=int, default=8)
     ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--no-cache", action="store_true", help="skip the response-cache part (shared_cache)")
     args = ap.parse_args(argv)
     calls = 50 if args.quick else args.calls
     solo_n = 300 if args.quick else 3000
@@ -230,6 +231,14 @@ def main(argv: list[str]) -> dict[str, Any]:
     out["lost_records"] = sum(v["lost_records"] for v in out["ledger"].values())
     out["leaked_reservations_usd"] = str(sum(Decimal(b["leaked_reservations_usd"]) for b in out["budgets"].values()))
     out["reserve_settle_us"] = {n: out["budgets"][n]["reserve_settle_us"] for n in backends}
+    if not args.no_cache:
+        # the response cache's figures (benchmarks/shared_cache.py), at the top level like the issue asks
+        import shared_cache
+
+        cache = shared_cache.main(["--quick"] if args.quick else [])
+        for key in ("semantic_hit_rate", "semantic_false_hit_rate", "plain_false_hit_rate_at_same_hit_rate"):
+            out[key] = cache[key]
+        out["response_cache"] = {k: v for k, v in cache.items() if k not in ("detail",)}
     return out
 
 

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ctxkit.assembly.assembler import Assembler
 from ctxkit.budget import Budget
@@ -37,6 +37,9 @@ from ctxkit.dispatch.result import Result, StreamEvent
 from ctxkit.dispatch.routing.base import Router
 from ctxkit.errors import BackendError, BudgetError, InvalidInputError, UnknownNameError
 from ctxkit.messages import Message
+
+if TYPE_CHECKING:
+    from ctxkit.responses import ResponseCache
 
 __all__ = ["Dispatcher", "reassemble"]
 
@@ -102,6 +105,7 @@ class Dispatcher:
         budget_workflow: str = "default",
         budget_timeout_s: float = 600.0,
         price_book: Any = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         from ctxkit.dispatch.registry import get_backend
 
@@ -165,6 +169,12 @@ class Dispatcher:
         self.budget_workflow = budget_workflow
         self.budget_timeout_s = budget_timeout_s
         self.price_book = price_book
+        # response cache (ctxkit.responses): answered before routing when it holds the answer, filled after
+        if response_cache is not None and not callable(getattr(response_cache, "lookup", None)):
+            raise InvalidInputError(
+                f"response_cache must be a ctxkit ResponseCache, not {type(response_cache).__name__}"
+            )
+        self.response_cache = response_cache
 
     def __repr__(self) -> str:
         return f"Dispatcher(backends={list(self.backends)}, default={self.default!r}, router={self.router!r})"
@@ -271,12 +281,43 @@ class Dispatcher:
             timeout_s=self.budget_timeout_s,
         )
 
+    # ------------------------------------------------------------------ response cache
+    def _cache(
+        self, prompt: PromptLike, options: dict[str, Any], result: Result | None = None
+    ) -> tuple[Request, Result | None]:
+        """Before routing (``result=None``): the request and the cache's hit (or None). After: store ``result``."""
+        request = as_request(prompt, **options)
+        if self.residency.is_sensitive(request) and not request.sensitive:
+            request = request.model_copy(update={"sensitive": True})
+        if self.response_cache is None:
+            return request, None
+        if result is None:
+            hit = self.response_cache.lookup(request)
+            return request, None if hit is None else hit.result
+        self.response_cache.store(request, result)
+        return request, None
+
+    async def _acache(
+        self, prompt: PromptLike, options: dict[str, Any], result: Result | None = None
+    ) -> tuple[Request, Result | None]:
+        """:meth:`_cache` off the event loop (a lookup embeds the question; a store may write to disk)."""
+        if self.response_cache is None:
+            return self._cache(prompt, options, result)
+        return await asyncio.to_thread(self._cache, prompt, options, result)
+
+    @staticmethod
+    def _hit_events(hit: Result) -> list[StreamEvent]:
+        return [StreamEvent(kind="text", text=hit.text), StreamEvent(kind="done", result=hit)]
+
     # ------------------------------------------------------------------ calls
     # One attempt loop (:class:`_Attempts`) decides which backend to try, when to retry and when to
     # fall back; each flavour below only does its own I/O: call or stream, sync or async, and sleep.
     def run(self, prompt: PromptLike, **options: Any) -> Result:
-        """Answer ``prompt`` through the routed backend, its retries and fallbacks."""
-        request, decision, names = self._prepare(prompt, options)
+        """Answer ``prompt`` through the routed backend, its retries and fallbacks (or the response cache)."""
+        request, hit = self._cache(prompt, options)
+        if hit is not None:
+            return hit
+        request, decision, names = self._prepare(request, {})
         attempts = _Attempts(self, request, names)
         while (a := attempts.next()) is not None:
             try:
@@ -289,12 +330,18 @@ class Dispatcher:
                     self._sleep(delay)
                 continue
             attempts.succeeded()
-            return self._finish(request, result, decision, a.name, a.number)
+            result = self._finish(request, result, decision, a.name, a.number)
+            self._cache(request, {}, result)
+            return result
         raise AllBackendsFailedError(attempts.errors)
 
     def stream(self, prompt: PromptLike, **options: Any) -> Iterator[StreamEvent]:
         """Stream from the routed backend; retries and fallbacks apply until the first event arrives."""
-        request, decision, names = self._prepare(prompt, options)
+        request, hit = self._cache(prompt, options)
+        if hit is not None:
+            yield from self._hit_events(hit)
+            return
+        request, decision, names = self._prepare(request, {})
         attempts = _Attempts(self, request, names)
         while (a := attempts.next()) is not None:
             started = False
@@ -302,7 +349,10 @@ class Dispatcher:
                 with self._hold(a.request, a.backend) as hold:
                     for event in a.backend.stream(a.request):
                         started = hold.started = True
-                        yield self._settled_event(event, hold, request, decision, a)
+                        event = self._settled_event(event, hold, request, decision, a)
+                        if event.kind == "done" and event.result is not None:
+                            self._cache(request, {}, event.result)
+                        yield event
             except BackendError as exc:
                 if started:  # the caller has seen part of this answer: no silent retry elsewhere
                     attempts.failed(exc, final=True)
@@ -317,7 +367,10 @@ class Dispatcher:
 
     async def arun(self, prompt: PromptLike, **options: Any) -> Result:
         """Async :meth:`run`; backoff waits do not block the event loop (see :meth:`_asleep`)."""
-        request, decision, names = self._prepare(prompt, options)
+        request, hit = await self._acache(prompt, options)
+        if hit is not None:
+            return hit
+        request, decision, names = self._prepare(request, {})
         attempts = _Attempts(self, request, names)
         while (a := attempts.next()) is not None:
             try:
@@ -330,12 +383,19 @@ class Dispatcher:
                     await self._asleep(delay)
                 continue
             attempts.succeeded()
-            return self._finish(request, result, decision, a.name, a.number)
+            result = self._finish(request, result, decision, a.name, a.number)
+            await self._acache(request, {}, result)
+            return result
         raise AllBackendsFailedError(attempts.errors)
 
     async def astream(self, prompt: PromptLike, **options: Any) -> AsyncIterator[StreamEvent]:
         """Async :meth:`stream`: the same retries and fallbacks until the first event arrives."""
-        request, decision, names = self._prepare(prompt, options)
+        request, hit = await self._acache(prompt, options)
+        if hit is not None:
+            for cached in self._hit_events(hit):
+                yield cached
+            return
+        request, decision, names = self._prepare(request, {})
         attempts = _Attempts(self, request, names)
         while (a := attempts.next()) is not None:
             started = False
@@ -345,7 +405,10 @@ class Dispatcher:
                         started = hold.started = True
                         if event.kind == "done" and event.result is not None:
                             await hold.asettle(event.result)
-                        yield self._settled_event(event, hold, request, decision, a)
+                        event = self._settled_event(event, hold, request, decision, a)
+                        if event.kind == "done" and event.result is not None:
+                            await self._acache(request, {}, event.result)
+                        yield event
             except BackendError as exc:
                 if started:
                     attempts.failed(exc, final=True)

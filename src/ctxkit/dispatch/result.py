@@ -56,6 +56,13 @@ class Result(CtxkitModel):
     attempts: int = Field(default=1, ge=1, description="calls made, retries included")
     decision: RouteDecision | None = Field(default=None, description="the routing decision that chose this backend")
     raw: dict[str, Any] | None = Field(default=None, repr=False, description="the provider's response, if kept")
+    cached: Literal["exact", "semantic"] | None = Field(
+        default=None, description="answered by the response cache (no model call): an exact or a semantic hit"
+    )
+    saved_cost: Decimal | None = Field(
+        default=None, description="for a cache hit: what the call that filled the entry cost (None: unknown)"
+    )
+    cache_source: str | None = Field(default=None, description="for a cache hit: the request id that filled the entry")
 
     @property
     def mean_logprob(self) -> float | None:

@@ -198,6 +198,8 @@ class Ledger:
         operation: str = "chat",
         timestamp: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        response_cache: str | None = None,
+        saved_cost: Decimal | None = None,
     ) -> CallRecord:
         """Record one call and return its :class:`CallRecord`.
 
@@ -242,6 +244,8 @@ class Ledger:
                 operation=operation,
                 timestamp=timestamp,
                 metadata=metadata,
+                response_cache=response_cache,
+                saved_cost=saved_cost,
             )
         elif not isinstance(record, CallRecord):
             raise InvalidInputError(f"Ledger.record takes a CallRecord or keyword fields, not {type(record).__name__}")
@@ -336,6 +340,8 @@ class Ledger:
             "task_id": f["task_id"],
             "operation": f["operation"],
             "metadata": dict(f["metadata"] or {}),
+            "response_cache": f.get("response_cache"),
+            "saved_cost": f.get("saved_cost"),
         }
         if f["timestamp"] is not None:
             fields["timestamp"] = f["timestamp"]
@@ -359,6 +365,9 @@ class Ledger:
         result_cost = getattr(result, "cost", None)
         if result_cost is not None:
             kw["cost"] = result_cost
+        if getattr(result, "cached", None) is not None:  # a response-cache hit: nothing was sent
+            kw["response_cache"] = result.cached
+            kw["saved_cost"] = getattr(result, "saved_cost", None)
         if getattr(result, "finish_reason", None) == "error":
             kw["error"] = "backend reported finish_reason=error"
         kw.update(fields)

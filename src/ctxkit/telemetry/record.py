@@ -66,6 +66,12 @@ class CallRecord(CtxkitModel):
     success: bool | None = Field(default=None, description="the app's verdict on the task, when it reports one")
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    response_cache: Literal["exact", "semantic"] | None = Field(
+        default=None, description="answered by the response cache (no model call): usage is zero, cost 0"
+    )
+    saved_cost: Decimal | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="a response-cache hit: what the original call cost"
+    )
 
     @field_validator("metadata", mode="before")
     @classmethod

@@ -72,7 +72,9 @@ class Savings(CtxkitModel):
     ``baseline``: also on ``baseline_model`` (the flagship). Each step is ``None`` if
     a price is unknown. ``from_caching = uncached - actual`` (negative when cache
     writes cost more than the reads saved), ``from_compression = uncompressed - uncached``,
-    ``from_routing = baseline - uncompressed``, ``total = baseline - actual``.
+    ``from_routing = baseline - uncompressed``. ``response_cache`` is what the calls answered by the
+    response cache would have cost (the saved cost of each hit; hits add nothing to the other steps):
+    ``total = baseline + response_cache - actual``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -82,6 +84,7 @@ class Savings(CtxkitModel):
     uncached: Decimal | None
     uncompressed: Decimal | None
     baseline: Decimal | None
+    response_cache: Decimal | None = Decimal(0)
 
     @staticmethod
     def _diff(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -100,15 +103,22 @@ class Savings(CtxkitModel):
         return self._diff(self.baseline, self.uncompressed)
 
     @property
+    def from_response_cache(self) -> Decimal | None:
+        return self.response_cache
+
+    @property
     def total(self) -> Decimal | None:
-        return self._diff(self.baseline, self.actual)
+        if self.baseline is None or self.response_cache is None:
+            return None
+        return self._diff(self.baseline + self.response_cache, self.actual)
 
     @property
     def share(self) -> float | None:
-        """Savings as a fraction of the baseline cost."""
-        if self.total is None or not self.baseline:
+        """Savings as a fraction of the baseline cost (response-cache hits at their saved cost included)."""
+        if self.total is None or self.baseline is None or self.response_cache is None:
             return None
-        return float(self.total / self.baseline)
+        whole = self.baseline + self.response_cache
+        return None if not whole else float(self.total / whole)
 
 
 class ReportRow(CtxkitModel):
@@ -189,6 +199,7 @@ class ReportRow(CtxkitModel):
             "baseline_cost": s.baseline,
             "savings": s.total,
             "savings_share": s.share,
+            "response_cache_savings": s.from_response_cache,
         }
 
 
@@ -197,7 +208,13 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
     uncached: list[Decimal | None] = []
     uncompressed: list[Decimal | None] = []
     baseline: list[Decimal | None] = []
+    hits: list[Decimal | None] = []
     for r in records:
+        if r.response_cache is not None:  # answered by the response cache: its own bucket
+            hits.append(r.saved_cost)
+            for lst in (actual, uncached, uncompressed, baseline):
+                lst.append(r.cost if lst is actual else _ZERO)
+            continue
         if not r.usage_reported:
             for lst in (actual, uncached, uncompressed, baseline):
                 lst.append(None)
@@ -221,6 +238,7 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
         uncached=total(uncached),
         uncompressed=total(uncompressed),
         baseline=total(baseline),
+        response_cache=total(hits),
     )
 
 
@@ -365,7 +383,8 @@ class Report(CtxkitModel):
             f"Savings vs uncompressed, uncached calls on {base}: {_fmt_money(s.total)} of {_fmt_money(s.baseline)}"
             + (f" ({s.share:.1%})" if s.share is not None else "")
             + f" — caching {_fmt_money(s.from_caching)}, compression {_fmt_money(s.from_compression)}, "
-            f"routing {_fmt_money(s.from_routing)}."
+            f"routing {_fmt_money(s.from_routing)}"
+            + (f", response cache {_fmt_money(s.from_response_cache)}." if s.response_cache != _ZERO else ".")
         )
 
     def _repr_html_(self) -> str:

@@ -176,3 +176,15 @@ def test_an_injected_coroutine_sleep_is_awaited() -> None:
     result = asyncio.run(d.arun("hello"))
     assert result.attempts == 2
     assert len(waited) == 1
+
+
+@pytest.mark.parametrize("flavour", ["run", "arun", "stream", "astream"])
+def test_every_flavour_answers_a_repeat_from_the_response_cache(flavour: str) -> None:
+    from ctxkit.responses import ResponseCache
+
+    log: list[str] = []
+    d = Dispatcher({"a": _backend("a", ["ok", "ok"], log)}, response_cache=ResponseCache(semantic=False))
+    first = _outcome(d, flavour)
+    second = _outcome(d, flavour)
+    assert log == ["a:ok"]  # the repeat never reached the backend
+    assert second["text"] == first["text"] == "answer from a"

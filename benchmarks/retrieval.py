@@ -362,7 +362,13 @@ def million_figures(base: np.ndarray, queries: np.ndarray, m: int) -> dict[str, 
 
 
 def run(
-    n: int, *, quick: bool, backend: str = "fast", million: int = 0, embed_until: float | None = None
+    n: int,
+    *,
+    quick: bool,
+    backend: str = "fast",
+    million: int = 0,
+    embed_until: float | None = None,
+    min_n: int = 10_240,
 ) -> dict[str, object]:
     from langchain_core.embeddings import Embeddings
 
@@ -384,7 +390,7 @@ def run(
         done = 0
         with tqdm(total=len(chunks), unit="chunk", desc=f"embed {emb.name}") as bar:
             for s in range(0, len(chunks), 2048):
-                if time.time() > embed_until:
+                if time.time() > embed_until and s >= min_n:
                     break
                 emb.embed([c.text for c in chunks[s : s + 2048]], progress=bar)
                 done = min(len(chunks), s + 2048)

@@ -97,26 +97,43 @@ def build_corpus(n: int, n_questions: int = N_QUESTIONS) -> tuple[list[Chunk], l
     return chunks[:n], qa
 
 
-def _embedder(batch_size: int = 256) -> Any:
-    from ctxkit.retrieval import SentenceTransformerEmbedder
+def _embedder(batch_size: int = 256, backend: str = "fast") -> Any:
+    """The corpus embedder (``--backend``), cached on disk by content hash (keys include the backend's name)."""
+    from ctxkit.retrieval import make_embedder
 
-    return SentenceTransformerEmbedder(batch_size=batch_size, cache=CACHE / "minilm-embeddings.sqlite")
+    return make_embedder(backend, batch_size=batch_size, cache=CACHE / "minilm-embeddings.sqlite")
 
 
-def warm(n: int) -> dict[str, object]:
-    """Embed the corpus into the on-disk cache (resumable) and report throughput."""
+def warm(n: int, backend: str = "fast", time_budget: float | None = None) -> dict[str, object]:
+    """Embed the corpus into the on-disk cache (resumable) and report throughput and how far it got.
+
+    With ``time_budget`` (seconds) it stops after the batch that crosses it: a later run (or
+    ``--warm`` again) continues where this one stopped, since cached chunks are not embedded again.
+    """
     from tqdm import tqdm
 
     chunks, qa = build_corpus(n)
-    emb = _embedder()
+    emb = _embedder(backend=backend)
+    emb.embed([q for q, _ in qa])
     t0 = time.perf_counter()
     step = 2048
-    with tqdm(total=len(chunks), unit="chunk", desc="warm") as bar:
+    done = 0
+    with tqdm(total=len(chunks), unit="chunk", desc=f"warm {emb.name}") as bar:
         for s in range(0, len(chunks), step):
             emb.embed([c.text for c in chunks[s : s + step]], progress=bar)
-    emb.embed([q for q, _ in qa])
+            done = min(len(chunks), s + step)
+            if time_budget is not None and time.perf_counter() - t0 > time_budget:
+                break
     dt = time.perf_counter() - t0
-    return {"n": len(chunks), "embedded": emb.stats.embedded, "cache_hits": emb.stats.cache_hits, "seconds": dt}
+    return {
+        "n": len(chunks),
+        "cached_prefix": done,
+        "embedder": emb.name,
+        "embedded": emb.stats.embedded,
+        "cache_hits": emb.stats.cache_hits,
+        "seconds": round(dt, 1),
+        "embedded_per_s": round(emb.stats.embedded / dt, 1) if dt > 0 else None,
+    }
 
 
 def main(argv: list[str]) -> dict[str, object]:
@@ -124,11 +141,26 @@ def main(argv: list[str]) -> dict[str, object]:
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--warm", action="store_true")
+    ap.add_argument(
+        "--backend", default="fast", help="embedding backend of the corpus (ctxkit.retrieval.make_embedder)"
+    )
+    ap.add_argument("--time-budget", type=float, default=None, help="--warm: stop embedding after this many seconds")
+    ap.add_argument(
+        "--million", type=int, default=1_000_000, help="vectors for the IVF-PQ/HNSW scale figures (0: skip)"
+    )
+    ap.add_argument("--embed-until", default=None, help="HH:MM UTC: stop embedding the corpus then (resumable)")
     args = ap.parse_args(argv)
     n = args.n or (3000 if args.quick else DEFAULT_N)
     if args.warm:
-        return warm(n)
-    return run(n, quick=args.quick)
+        return warm(n, args.backend, args.time_budget)
+    until = None
+    if args.embed_until:  # "HH:MM" UTC today: stop embedding new chunks then, run the rest on what is embedded
+        import datetime as dt
+
+        hh, mm = (int(x) for x in args.embed_until.split(":"))
+        now = dt.datetime.now(dt.UTC)
+        until = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    return run(n, quick=args.quick, backend=args.backend, million=0 if args.quick else args.million, embed_until=until)
 
 
 def _ratio_stats(pairs: list[tuple[float, float]]) -> dict[str, float]:
@@ -191,7 +223,153 @@ class _LCEmbeddings:
         return self.emb.embed_query(text).tolist()
 
 
-def run(n: int, *, quick: bool) -> dict[str, object]:
+def _recall_sets(got: list[list[Any]], want: list[list[Any]]) -> float:
+    return float(
+        np.mean([len({h.id for h in a} & {h.id for h in b}) / max(1, len(b)) for a, b in zip(got, want, strict=True)])
+    )
+
+
+def backends_figures(texts: list[str], questions: list[str], *, quick: bool) -> dict[str, object]:
+    """Chunks/s of every embedding backend on the same fresh texts, and agreement with torch.
+
+    Agreement: cosine of each text's vector to torch's (min/mean), and recall@10 of the questions
+    against an index of the texts built with that backend vs the same index built with torch.
+    """
+    from ctxkit.retrieval import NumpyIndex, make_embedder
+    from ctxkit.retrieval.fast_embed import default_fast_backend
+
+    names = ["torch", "onnx", "onnx-int8", "openvino", "openvino-f32", "static"]
+    out: dict[str, dict[str, object]] = {}
+    vecs: dict[str, np.ndarray] = {}
+    qv: dict[str, np.ndarray] = {}
+    for name in names:
+        emb = make_embedder(name)
+        emb.embed(texts[:16] + questions[:4])  # load, warm up, fill caches of the warm-up texts
+        t0 = time.perf_counter()
+        vecs[name] = emb.embed(texts[16:])
+        dt = time.perf_counter() - t0
+        qv[name] = emb.embed(questions)
+        out[name] = {"embedder": emb.name, "dim": emb.dim, "chunks_per_s": round((len(texts) - 16) / dt, 1)}
+    ids = [str(i) for i in range(len(texts) - 16)]
+    ref = NumpyIndex(vecs["torch"].shape[1])
+    ref.add(ids, vecs["torch"])
+    want = ref.search_batch(qv["torch"], 10)
+    for name in names:
+        if vecs[name].shape == vecs["torch"].shape:
+            cos = (vecs[name] * vecs["torch"]).sum(axis=1)
+            out[name]["cosine_to_torch_min"] = round(float(cos.min()), 6)
+            out[name]["cosine_to_torch_mean"] = round(float(cos.mean()), 6)
+        ix = NumpyIndex(vecs[name].shape[1])
+        ix.add(ids, vecs[name])
+        out[name]["recall_at_10_vs_torch_index"] = round(_recall_sets(ix.search_batch(qv[name], 10), want), 4)
+    fast = default_fast_backend()
+    speedup = float(out[fast]["chunks_per_s"]) / float(out["torch"]["chunks_per_s"])  # type: ignore[arg-type]
+    return {
+        "embed_chunks_per_s": {k: v["chunks_per_s"] for k, v in out.items()},
+        "embed_backends": out,
+        "default_fast_backend": fast,
+        "embed_speedup_vs_torch": round(speedup, 2),
+        "embed_sample": f"{len(texts) - 16} corpus chunks (fresh), one process, sequential; {len(questions)} questions",
+    }
+
+
+def ray_scaling(texts: list[str], backend: str) -> dict[str, object]:
+    """Chunks/s of :func:`ctxkit.retrieval.distributed.ingest` with 1 and 2 embed workers (1 CPU each)."""
+    import tempfile
+
+    import ray
+
+    from ctxkit.retrieval.distributed import ingest
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    out: dict[str, object] = {}
+    try:
+        ingest(docs[:32], tempfile.mkdtemp(), backend=backend, workers=1)  # start-up paid once, not measured
+        for workers in (1, 2):
+            rep = ingest(docs, tempfile.mkdtemp(), backend=backend, workers=workers, shards=workers)
+            out[f"workers_{workers}"] = round(rep.chunks_per_s, 1)
+            out[f"chunks_{workers}"] = rep.chunks
+    finally:
+        ray.shutdown()
+    out["backend"] = backend
+    out["note"] = (
+        "local Ray, num_cpus=2, 1 CPU and 1 thread per embed actor, fresh in-memory caches; wall time incl. sharding"
+    )
+    return out
+
+
+def _latency(fn: Callable[[np.ndarray], object], queries: np.ndarray) -> dict[str, float]:
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        times.append(time.perf_counter() - t0)
+    arr = np.asarray(times) * 1e3
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3)}
+
+
+def million_figures(base: np.ndarray, queries: np.ndarray, m: int) -> dict[str, object]:
+    """IVF-PQ at ``m`` vectors made from real embeddings perturbed (cosine ~0.9 to their source), unit length."""
+    import faiss
+
+    from ctxkit.retrieval import FaissIndex
+
+    rng = np.random.default_rng(7)
+    dim = base.shape[1]
+    sigma = float(np.sqrt((1 / 0.9**2 - 1) / dim))
+    big = np.empty((m, dim), dtype=np.float32)
+    for s in range(0, m, 100_000):
+        e = min(m, s + 100_000)
+        v = base[np.arange(s, e) % len(base)] + sigma * rng.standard_normal((e - s, dim), dtype=np.float32)
+        big[s:e] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    q = np.ascontiguousarray(queries[:200])
+    scores = np.full((len(q), 10), -np.inf, dtype=np.float32)
+    rows = np.zeros((len(q), 10), dtype=np.int64)
+    for s in range(0, m, 100_000):
+        sims = q @ big[s : s + 100_000].T
+        cand = np.concatenate([scores, sims], axis=1)
+        pos = np.argsort(-cand, axis=1)[:, :10]
+        rows = np.where(pos < 10, np.take_along_axis(rows, np.minimum(pos, 9), axis=1), pos - 10 + s)
+        scores = np.take_along_axis(cand, pos, axis=1)
+    truth = [{f"m{r}" for r in row} for row in rows.tolist()]
+    ids = [f"m{i}" for i in range(m)]
+    out: dict[str, object] = {
+        "n_vectors": m,
+        "vectors": "real MiniLM corpus vectors + Gaussian noise (cos ~0.9 to source)",
+    }
+    t0 = time.perf_counter()
+    ix = FaissIndex(dim, kind="ivfpq", nlist=1024, nprobe=32, pq_m=48, train_sample=65_536)
+    ix.add(ids, big)
+    del big
+    per_vec = ix.structure_bytes_per_vector()
+    out["ivfpq_build_s"] = round(time.perf_counter() - t0, 1)
+    out["ivfpq_index"] = "IVF1024,PQ48x8, trained on 65,536 sampled vectors, nprobe=32"
+    out["ivfpq_bytes_per_vector"] = round(per_vec, 1)
+    out["flat_bytes_per_vector"] = 4 * dim
+    out["ivfpq_memory_ratio_vs_flat"] = round(per_vec / (4 * dim), 4)
+    faiss.omp_set_num_threads(1)
+    for rerank in (1, 4, 16):
+        ix.rerank = rerank
+        got = ix.search_batch(q, 10)
+        rec = float(np.mean([len({h.id for h in g} & t) / 10 for g, t in zip(got, truth, strict=True)]))
+        key = "ivfpq_recall_at_10" if rerank == 1 else f"ivfpq_rerank{rerank}_recall_at_10"
+        out[key] = round(rec, 4)
+        out[f"search_1m_ivfpq_rerank{rerank}"] = _latency(lambda v: ix.search(v, 10), q)
+    faiss.omp_set_num_threads(2)
+    out["rerank_note"] = "rerank>1 re-scores rerank*k PQ candidates on the float32 rows ctxkit keeps (1536 B/vector)"
+    return out
+
+
+def run(
+    n: int,
+    *,
+    quick: bool,
+    backend: str = "fast",
+    million: int = 0,
+    embed_until: float | None = None,
+    min_n: int = 10_240,
+) -> dict[str, object]:
     from langchain_core.embeddings import Embeddings
 
     from ctxkit.retrieval import FaissIndex, Retriever
@@ -200,14 +378,41 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
     held_n = 64 if quick else 256
     everything, qa = build_corpus(n + held_n)
     chunks = everything[:n]
+    held_part = everything[n:]
     if quick:
         qa = qa[:100]
-    emb = _embedder()
+    emb = _embedder(backend=backend)
+    scale: dict[str, object] = {}
+    if embed_until is not None:  # embed (resumably, through the cache) until a wall-clock time, keep that prefix
+        from tqdm import tqdm
+
+        t0 = time.perf_counter()
+        done = 0
+        with tqdm(total=len(chunks), unit="chunk", desc=f"embed {emb.name}") as bar:
+            for s in range(0, len(chunks), 2048):
+                if time.time() > embed_until and s >= min_n:
+                    break
+                emb.embed([c.text for c in chunks[s : s + 2048]], progress=bar)
+                done = min(len(chunks), s + 2048)
+        scale["corpus_embed"] = {
+            "embedded_now": emb.stats.embedded,
+            "from_cache": emb.stats.cache_hits,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "embedded_per_s": round(emb.stats.embedded / max(time.perf_counter() - t0, 1e-9), 1),
+            "stopped_at": done,
+        }
+        chunks = chunks[:done]
+        n = len(chunks)
+        emb.stats.reset()
+    sample = [c.text for c in held_part] + [c.text for c in chunks[-(128 if quick else 256) :]]
+    scale.update(backends_figures(sample, [q for q, _ in qa], quick=quick))
+    if not quick:
+        scale["ray_ingest_scaling"] = ray_scaling(sample, str(scale["default_fast_backend"]))
 
     # --- ingest with the real model, uncached (a held-out slice embedded fresh, in memory)
     from ctxkit.retrieval import SentenceTransformerEmbedder
 
-    held = [c.model_copy(update={"id": "held-" + c.id}) for c in everything[n:]]
+    held = [c.model_copy(update={"id": "held-" + c.id}) for c in held_part]
     fresh = Retriever(SentenceTransformerEmbedder(batch_size=256), FaissIndex(384), hybrid=True)
     t0 = time.perf_counter()
     fresh.add_chunks(held, progress=False)
@@ -263,6 +468,14 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
         "exact": _overhead(flat, queries, reps, inner=50 if quick else 100),
         "hnsw": _overhead(approx, queries, reps, inner=200 if quick else 500),
     }
+    lat_q = queries[:300]
+    scale[f"search_latency_at_{len(chunks)}"] = {
+        "exact_flat": _latency(lambda v: flat.search(v, 10), lat_q),
+        "hnsw": _latency(lambda v: approx.search(v, 10), lat_q),
+        "threads": 1,
+    }
+    if million:
+        scale["million"] = million_figures(vecs, queries, million)
 
     faiss.omp_set_num_threads(threads)
 
@@ -312,6 +525,7 @@ def run(n: int, *, quick: bool) -> dict[str, object]:
         "approx_index": f"HNSW M={approx.hnsw_m} efConstruction={approx.ef_construction} efSearch={approx.ef_search}",
         "hnsw_build_s": round(hnsw_build_s, 1),
         "n_recall_queries": len(queries),
+        **scale,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
 

@@ -87,6 +87,12 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("recall_at_budget.ctxkit.256", "LangChain FAISS top-4: see recall_at_budget", "≥ LangChain"),
         ("approx_recall_at_10", "exact search", "≥ 0.95"),
         ("reembed_on_reingest", "—", "0"),
+        ("embed_speedup_vs_torch", "sentence-transformers on torch (chunks/s ratio, cosine ≥ 0.999)", "≥ 3"),
+        ("embed_chunks_per_s.static", "torch: embed_chunks_per_s.torch (recall cost: embed_backends)", "—"),
+        ("ray_ingest_scaling.workers_2", "1 worker: ray_ingest_scaling.workers_1", "—"),
+        ("million.ivfpq_memory_ratio_vs_flat", "flat float32 (1536 B/vector)", "≤ 0.125"),
+        ("million.ivfpq_recall_at_10", "exact search at 1M", "≥ 0.95"),
+        ("million.ivfpq_rerank16_recall_at_10", "exact search at 1M", "≥ 0.95"),
     ],
     "pruning": [
         ("speedup_vs_llmlingua", "llmlingua (its time / ctxkit time)", "≥ 5"),

@@ -27,6 +27,7 @@ from ctxkit.retrieval.embeddings import (
     default_model_path,
 )
 from ctxkit.retrieval.evidence import EvidenceDrop, EvidencePack, EvidencePacker, EvidenceWeights
+from ctxkit.retrieval.fast_embed import OnnxEmbedder, StaticEmbedder, make_embedder
 from ctxkit.retrieval.index import (
     BaseVectorIndex,
     FaissIndex,
@@ -61,15 +62,18 @@ __all__ = [
     "Hit",
     "IndexKind",
     "NumpyIndex",
+    "OnnxEmbedder",
     "Packing",
     "QdrantIndex",
     "Retriever",
     "SearchMode",
     "SentenceTransformerEmbedder",
+    "StaticEmbedder",
     "VectorIndex",
     "chunk_text",
     "default_model_path",
     "load_index",
+    "make_embedder",
     "matches_filter",
     "mmr",
     "near_duplicates",

@@ -8,7 +8,12 @@ not the search itself; a subclass implements :meth:`BaseVectorIndex._search_rows
 * :class:`NumpyIndex` — exact inner product with one matrix product; no extra needed.
 * :class:`FaissIndex` — FAISS (extra ``retrieval``). ``kind="auto"`` (default) is exact
   inner product (``IndexFlatIP``) until ``approx_threshold`` vectors, then HNSW
-  (``IndexHNSWFlat``, inner product). ``"flat"``, ``"hnsw"`` and ``"ivf"`` force a kind.
+  (``IndexHNSWFlat``, inner product). ``"flat"``, ``"hnsw"``, ``"ivf"`` and ``"ivfpq"`` force a
+  kind. ``"ivfpq"`` (IVF with product-quantized codes, trained on a sample of at most
+  ``train_sample`` rows) keeps ``pq_m`` bytes per vector in the search structure (plus 8 for its
+  id) instead of ``4 * dim``; :meth:`FaissIndex.structure_bytes_per_vector` reports what the
+  structure holds. The float32 rows stay in ctxkit's row store (for ``get_vectors``, MMR and exact
+  filtered search), so the saving is the search structure's working set, not the whole process.
 
 Vectors are expected L2-normalized (what ctxkit's embedders return), so the inner
 product is the cosine similarity. Deleted rows are masked at search time (FAISS ID
@@ -67,7 +72,7 @@ __all__ = [
 ]
 
 Filter = Mapping[str, Any]
-IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
+IndexKind = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -615,8 +620,10 @@ class FaissIndex(BaseVectorIndex):
     """FAISS inner-product search; exact below ``approx_threshold`` rows, HNSW above (``kind="auto"``).
 
     ``hnsw_m``, ``ef_construction`` and ``ef_search`` tune HNSW; ``nlist``/``nprobe`` tune
-    IVF (``nlist`` defaults to about ``4*sqrt(n)``). Filtered searches that leave fewer
-    than ``exact_below`` rows are answered exactly on those rows.
+    IVF and IVF-PQ (``nlist`` defaults to about ``4*sqrt(n)``); ``pq_m`` (a divisor of ``dim``,
+    bytes per code), ``train_sample`` (rows drawn, with a fixed seed, to train IVF-PQ) and
+    ``rerank`` (re-score ``rerank * k`` IVF-PQ candidates exactly on the float rows) tune IVF-PQ.
+    Filtered searches that leave fewer than ``exact_below`` rows are answered exactly on those rows.
     """
 
     kind_name = "faiss"
@@ -633,9 +640,18 @@ class FaissIndex(BaseVectorIndex):
         nlist: int | None = None,
         nprobe: int = 32,
         exact_below: int = 4096,
+        pq_m: int | None = None,
+        train_sample: int = 65_536,
+        rerank: int = 1,
     ) -> None:
-        if kind not in ("auto", "flat", "hnsw", "ivf"):
-            raise InvalidInputError(f"kind must be 'auto', 'flat', 'hnsw' or 'ivf', not {kind!r}")
+        if kind not in ("auto", "flat", "hnsw", "ivf", "ivfpq"):
+            raise InvalidInputError(f"kind must be 'auto', 'flat', 'hnsw', 'ivf' or 'ivfpq', not {kind!r}")
+        if pq_m is not None and (pq_m < 1 or dim % pq_m):
+            raise InvalidInputError(f"pq_m must divide dim={dim}, got {pq_m}")
+        if train_sample < 1:
+            raise InvalidInputError(f"train_sample must be positive, got {train_sample}")
+        if rerank < 1:
+            raise InvalidInputError(f"rerank must be at least 1, got {rerank}")
         super().__init__(dim)
         self.kind: IndexKind = kind
         self.approx_threshold = approx_threshold
@@ -645,6 +661,9 @@ class FaissIndex(BaseVectorIndex):
         self.nlist = nlist
         self.nprobe = nprobe
         self.exact_below = exact_below
+        self.pq_m = pq_m
+        self.train_sample = train_sample
+        self.rerank = rerank
         self._faiss = _faiss()
         self._index: Any = None
         self._built_kind: str = ""
@@ -657,6 +676,14 @@ class FaissIndex(BaseVectorIndex):
     def active_kind(self) -> str:
         """The FAISS structure in use now: ``"flat"``, ``"hnsw"`` or ``"ivf"``."""
         return self._built_kind or self._want_kind()
+
+    def structure_bytes_per_vector(self) -> float:
+        """Bytes the FAISS search structure holds per vector (its serialized size over its rows)."""
+        with self._lock:
+            self._sync()
+            if self._n == 0:
+                return 0.0
+            return len(self._faiss.serialize_index(self._index)) / self._n
 
     @property
     def faiss_index(self) -> Any:
@@ -680,6 +707,9 @@ class FaissIndex(BaseVectorIndex):
             "nlist": self.nlist,
             "nprobe": self.nprobe,
             "exact_below": self.exact_below,
+            "pq_m": self.pq_m,
+            "train_sample": self.train_sample,
+            "rerank": self.rerank,
         }
 
     def _new_index(self, kind: str) -> Any:
@@ -691,10 +721,21 @@ class FaissIndex(BaseVectorIndex):
             idx.hnsw.efConstruction = self.ef_construction
             idx.hnsw.efSearch = self.ef_search
             return idx
-        nlist = self.nlist or max(1, min(int(4 * math.sqrt(max(self._n, 1))), self._n // 39 or 1))
+        n_train = min(self._n, self.train_sample)
+        nlist = self.nlist or max(1, min(int(4 * math.sqrt(max(self._n, 1))), n_train // 39 or 1))
         quant = faiss.IndexFlatIP(self._dim)
-        idx = faiss.IndexIVFFlat(quant, self._dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        idx.train(self._vecs[: self._n])
+        if kind == "ivfpq":
+            if self._n < 256:
+                raise InvalidInputError(f"IVF-PQ needs at least 256 rows to train its codebooks, got {self._n}")
+            m = self.pq_m or self._dim // 4
+            idx = faiss.IndexIVFPQ(quant, self._dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            idx = faiss.IndexIVFFlat(quant, self._dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if self._n > n_train:
+            pick = np.sort(np.random.default_rng(0).choice(self._n, n_train, replace=False))
+            idx.train(np.ascontiguousarray(self._vecs[pick]))
+        else:
+            idx.train(self._vecs[: self._n])
         idx.nprobe = min(self.nprobe, nlist)
         return idx
 
@@ -706,7 +747,7 @@ class FaissIndex(BaseVectorIndex):
     def _sync(self) -> None:
         """Bring the FAISS structure up to date with the rows (lazily, before a search)."""
         want = self._want_kind()
-        if self._index is None or want != self._built_kind or (want == "ivf" and self._indexed == 0):
+        if self._index is None or want != self._built_kind or (want in ("ivf", "ivfpq") and self._indexed == 0):
             self._index = self._new_index(want)
             self._built_kind = want
             self._indexed = 0
@@ -718,12 +759,28 @@ class FaissIndex(BaseVectorIndex):
         faiss = self._faiss
         if self._built_kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=sel, efSearch=self.ef_search)
-        if self._built_kind == "ivf":
+        if self._built_kind in ("ivf", "ivfpq"):
             return faiss.SearchParametersIVF(sel=sel, nprobe=self._index.nprobe)
         return faiss.SearchParameters(sel=sel)
 
     def _search_rows(self, queries: FloatArray, k: int, mask: BoolArray | None) -> tuple[FloatArray, IntArray]:
         self._sync()
+        if self._built_kind == "ivfpq" and self.rerank > 1:
+            return self._reranked(queries, k, mask)
+        return self._search_native(queries, k, mask)
+
+    def _reranked(self, queries: FloatArray, k: int, mask: BoolArray | None) -> tuple[FloatArray, IntArray]:
+        """IVF-PQ candidates (``rerank * k`` of them) re-scored exactly on the float rows."""
+        _, cand = self._search_native(queries, min(self._n, k * self.rerank), mask)
+        valid = cand >= 0
+        exact = np.einsum("qkd,qd->qk", self._vecs[np.where(valid, cand, 0)], queries)
+        exact = np.where(valid, exact, -np.inf).astype(np.float32)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(exact, order, axis=1)
+        rows = np.where(np.isfinite(scores), np.take_along_axis(cand, order, axis=1), -1)
+        return scores.astype(np.float32), rows.astype(np.int64)
+
+    def _search_native(self, queries: FloatArray, k: int, mask: BoolArray | None) -> tuple[FloatArray, IntArray]:
         if mask is None:
             scores, rows = self._index.search(queries, k)
             return scores, rows

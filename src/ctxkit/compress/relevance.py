@@ -33,7 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from ctxkit.retrieval.embeddings import Embedder
 
-__all__ = ["RelevanceWeights", "ScoredPassage", "SentenceScorer", "bm25_scores", "salience"]
+__all__ = [
+    "COMPRESSION_WEIGHTS",
+    "RelevanceWeights",
+    "ScoredPassage",
+    "SentenceScorer",
+    "answer_type_match",
+    "bm25_scores",
+    "salience",
+]
 
 FloatArray = npt.NDArray[np.float64]
 _WORD = re.compile(r"\w+")
@@ -53,6 +61,17 @@ class RelevanceWeights(BaseModel):
     bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
     bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     salience: float = Field(0.3, ge=0.0, description="without a question: weight of entities/numbers/decisions")
+    feedback: float = Field(
+        0.0, ge=0.0, description="second hop: weight of relevance to the question plus the best sentence"
+    )
+    answer_type: float = Field(
+        0.0, ge=0.0, description="bonus for a sentence holding what the question asks for (a number, a year)"
+    )
+
+
+# compression of one text: passage-level lifts off (the text is one or a few passages), a second hop on.
+# Chosen on HotpotQA dev (benchmarks/compression.py --tune); evidence packing keeps RelevanceWeights().
+COMPRESSION_WEIGHTS = RelevanceWeights(passage=0.0, neighbour=0.0, lead=0.0, bridge=1.5, feedback=1.0)
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,29 @@ _DECISION = re.compile(
     re.IGNORECASE,
 )
 _NUMBERISH = re.compile(r"\d")
+_ASKS_NUMBER = re.compile(
+    r"\b(?:how (?:many|much|old|long|far|tall|high|large|big)|what (?:year|age|date|percentage|number)|"
+    r"when|which year|in what year|population|how many)\b",
+    re.IGNORECASE,
+)
+_ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhen\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b1\d{3}\b|\b20\d{2}\b")
+
+
+def answer_type_match(question: str, sentences: Sequence[str]) -> FloatArray:
+    """1.0 for sentences holding the kind of answer the question asks for (a number or a year), else 0."""
+    out = np.zeros(len(sentences), dtype=np.float64)
+    if _ASKS_YEAR.search(question):
+        pat = _YEAR
+    elif _ASKS_NUMBER.search(question):
+        pat = _NUMBERISH
+    else:
+        return out
+    for i, s in enumerate(sentences):
+        out[i] = 1.0 if pat.search(s) else 0.0
+    return out
+
+
 _CAPS = re.compile(r"(?<=[^.!?\s]\s)[A-Z][a-zA-Z]+")
 
 
@@ -229,6 +271,16 @@ class SentenceScorer:
         if w.bridge > 0 and len(passages) > 1 and question:
             titles = [p.title for p in passages]
             score = score + w.bridge * _mentioned(titles, plain, owner, score, w.bridge_top)[owner]
+        if question and w.feedback > 0 and len(score) > 1:
+            top = int(np.argmax(score))
+            q2 = f"{question} {titled[top]}"
+            qv2 = np.asarray(self.embedder.embed_query(q2), dtype=np.float64).reshape(-1)
+            qv2 /= max(float(np.linalg.norm(qv2)), 1e-12)
+            hop = sv @ qv2 + (_scaled(bm25_scores(q2, titled)) if use_lex else 0.0)
+            hop[top] = float(hop.max())  # the best sentence stays where it is
+            score = score + w.feedback * hop
+        if question and w.answer_type > 0:
+            score = score + w.answer_type * answer_type_match(question, plain)
         if not question and w.salience > 0:
             score = score + w.salience * salience(plain)
         return score, owner

@@ -21,6 +21,7 @@ from ctxkit.eval.compare import CandidateReport, EvalReport, EvalTask, evaluate
 from ctxkit.eval.models import qwen25_coder_05b
 from ctxkit.eval.pipelines import (
     BuiltPrompt,
+    CompressedPipeline,
     CtxkitPipeline,
     LangChainStylePipeline,
     LlamaIndexStylePipeline,
@@ -79,6 +80,7 @@ __all__ = [
     "LangChainStylePipeline",
     "LlamaIndexStylePipeline",
     "McNemarResult",
+    "CompressedPipeline",
     "NaivePipeline",
     "NumericMatch",
     "Pipeline",

@@ -35,6 +35,7 @@ class CompressionResult(CtxkitModel):
     forced_tokens: int = 0
     seconds: float = 0.0
     recut: bool = Field(default=False, description="the method overshot the rate and its output was re-cut")
+    uncut_tokens: int | None = Field(default=None, description="tokens of the method's output before the re-cut")
 
     @property
     def rate(self) -> float:

@@ -127,6 +127,7 @@ class CoarseToFine:
         min_share: float = 0.3,
         tolerance: float = 0.02,
         protect: bool = True,
+        skip_misfits: bool = False,
     ) -> None:
         self.scorer = scorer
         self.count = count
@@ -135,6 +136,7 @@ class CoarseToFine:
         self.min_share = min_share
         self.tolerance = tolerance
         self.protect = protect
+        self.skip_misfits = skip_misfits
 
     # ------------------------------------------------------------------ render
     @staticmethod
@@ -216,7 +218,7 @@ class CoarseToFine:
                 whole[i] = True
                 opened[p] = True
                 room -= float(eff)
-            else:
+            elif not self.skip_misfits:
                 break
 
         # hard spans (<keep> and keep=) are kept wherever they are

@@ -244,7 +244,9 @@ class LLMLinguaCompressor(BaseCompressor):
         before = self.count(text)
         after = self.count(out)
         recut = False
-        if before and after > rate * before:  # llmlingua overshot the asked rate: re-cut its output
+        uncut: int | None = None
+        if before and after > rate * before:
+            uncut = after  # llmlingua overshot the asked rate: re-cut its output
             out, after = recut_to_rate(out, int(rate * before + 1e-9), self.count)
             recut = True
         return CompressionResult(
@@ -255,6 +257,7 @@ class LLMLinguaCompressor(BaseCompressor):
             requested_rate=rate,
             method=self.method + ("+question" if question else "") + ("+recut" if recut else ""),
             recut=recut,
+            uncut_tokens=uncut,
             tokenizer=self.tokenizer.name if self.tokenizer is not None else f"hf:{self.model_path}",
             seconds=time.perf_counter() - t0,
         )

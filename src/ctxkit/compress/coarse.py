@@ -147,6 +147,8 @@ class CoarseToFine:
         whole: npt.NDArray[np.bool_],
         unit_keep: dict[int, npt.NDArray[np.bool_]],
         forced_units: dict[int, npt.NDArray[np.bool_]],
+        *,
+        headings: bool = True,
     ) -> str:
         out: list[str] = []
         for p in paras:
@@ -178,7 +180,7 @@ class CoarseToFine:
             if not pieces:
                 continue
             body = " ".join(pieces)
-            if p.heading is not None:
+            if p.heading is not None and headings:
                 body = text[p.heading[0] : p.heading[1]] + "\n" + body
             out.append(body)
         return "\n\n".join(out)
@@ -264,76 +266,82 @@ class CoarseToFine:
         need = [i for i in range(n) if not whole[i]]
         unit_scores: dict[int, FloatArray] = {}
         unit_cost: dict[int, IntArray] = {}
+        unit_keep: dict[int, npt.NDArray[np.bool_]] = {}
+        forced_units: dict[int, npt.NDArray[np.bool_]] = {}
+        prot = protected_spans(text) if self.protect else []
+
+        def score_units(todo: list[int]) -> None:
+            results = self.token_scores([sents[i].text for i in todo], question) if todo else []
+            for i, (spans, usc, ucost) in zip(todo, results, strict=True):
+                base = sents[i].start
+                u = [(base + a, base + b) for a, b in spans]
+                sents[i].units = u
+                unit_scores[i] = usc
+                unit_cost[i] = np.maximum(ucost, 0)
+                starts = np.asarray([a for a, _ in u], dtype=np.int64)
+                ends = np.asarray([b for _, b in u], dtype=np.int64)
+                g = span_groups(prot, starts, ends) if self.protect else np.arange(len(u), dtype=np.int64)
+                sents[i].groups = g
+                gcost = np.bincount(g, weights=unit_cost[i], minlength=int(g.max()) + 1 if g.size else 0)
+                gscore = np.bincount(g, weights=usc, minlength=gcost.size) / np.maximum(
+                    np.bincount(g, minlength=gcost.size), 1
+                )
+                if hard_spans:
+                    f_units = np.asarray([_in_spans(a, b, hard_spans) for a, b in u], dtype=bool)
+                    f_groups = np.zeros(gcost.size, dtype=bool)
+                    f_groups[g[f_units]] = True
+                    forced_units[i] = f_groups[g]
+                keep_g = np.zeros(gcost.size, dtype=bool)
+                if alloc[i] > 0:
+                    present = np.flatnonzero(gcost > 0)
+                    ordg = present[np.lexsort((present, -gscore[present]))]
+                    cum = np.cumsum(gcost[ordg])
+                    keep_g[ordg[cum <= alloc[i]]] = True
+                unit_keep[i] = keep_g[g]
+
         if need:
             # one token-scoring pass over the sentences that may be pruned or filled from
             cand = [i for i in need if alloc[i] > 0]
             extra = [i for i in order.tolist() if not whole[i] and alloc[i] == 0][: max(3, len(cand))]
             todo = cand + [i for i in extra if i not in cand]
-            forced_only = [i for i in need if i not in todo and hard_spans and _overlaps(sents[i], hard_spans)]
-            todo += forced_only
-            results = self.token_scores([sents[i].text for i in todo], question) if todo else []
-            prot = protected_spans(text) if self.protect else []
-            for i, (spans, usc, ucost) in zip(todo, results, strict=True):
-                base = sents[i].start
-                sents[i].units = [(base + a, base + b) for a, b in spans]
-                unit_scores[i] = usc
-                unit_cost[i] = np.maximum(ucost, 0)
-                starts = np.asarray([a for a, _ in sents[i].units], dtype=np.int64)
-                ends = np.asarray([b for _, b in sents[i].units], dtype=np.int64)
-                if self.protect:
-                    sents[i].groups = span_groups(prot, starts, ends)
-                else:
-                    sents[i].groups = np.arange(len(spans), dtype=np.int64)
+            todo += [i for i in need if i not in todo and hard_spans and _overlaps(sents[i], hard_spans)]
+            score_units(todo)
 
-        unit_keep: dict[int, npt.NDArray[np.bool_]] = {}
-        forced_units: dict[int, npt.NDArray[np.bool_]] = {}
-        for i, usc in unit_scores.items():
-            u = sents[i].units
-            uc = unit_cost[i]
-            g = sents[i].groups
-            gcost = np.bincount(g, weights=uc, minlength=int(g.max()) + 1 if g.size else 0)
-            gscore = np.bincount(g, weights=usc, minlength=gcost.size) / np.maximum(
-                np.bincount(g, minlength=gcost.size), 1
-            )
-            if hard_spans:
-                f_units = np.asarray([_in_spans(a, b, hard_spans) for a, b in u], dtype=bool)
-                f_groups = np.zeros(gcost.size, dtype=bool)
-                f_groups[g[f_units]] = True
-                forced_units[i] = f_groups[g]
-            keep_g = np.zeros(gcost.size, dtype=bool)
-            budget = alloc[i]
-            if budget > 0:
-                present = np.flatnonzero(gcost > 0)
-                ordg = present[np.lexsort((present, -gscore[present]))]
-                cum = np.cumsum(gcost[ordg])
-                keep_g[ordg[cum <= budget]] = True
-            unit_keep[i] = keep_g[g]
+        heads = True
 
         def render() -> str:
-            return self._render(text, paras, sents, whole, unit_keep, forced_units)
+            return self._render(text, paras, sents, whole, unit_keep, forced_units, headings=heads)
 
         out = render()
         used = self.count(out)
-        # contract: never over the target, then fill to within tolerance below it
-        for _ in range(200):
-            if used <= target:
-                break
-            if not self._drop(used - target, sents, sc, whole, unit_keep, unit_scores, unit_cost):
-                break
+        # contract: never over the target, then fill to within tolerance below it; a heading that
+        # does not fit a tiny budget goes before the contract does
+        for with_heads in (True, False):
+            heads = with_heads
             out = render()
             used = self.count(out)
-        if used < lower:
-            for i, grp in self._additions(sents, sc, whole, unit_keep, unit_scores, order):
-                before = unit_keep[i]
-                unit_keep[i] = before | (sents[i].groups == grp)
-                trial = render()
-                c = self.count(trial)
-                if c > target:
-                    unit_keep[i] = before
-                    continue
-                out, used = trial, c
-                if used >= lower:
+            for _ in range(200):
+                if used <= target:
                     break
+                if not self._drop(used - target, sents, sc, whole, unit_keep, unit_scores, unit_cost):
+                    break
+                out = render()
+                used = self.count(out)
+            if used < lower:
+                score_units([i for i in range(n) if not whole[i] and i not in unit_scores])
+                for i, grp in self._additions(sents, sc, whole, unit_keep, unit_scores, order):
+                    before = unit_keep[i]
+                    unit_keep[i] = before | (sents[i].groups == grp)
+                    trial = render()
+                    c = self.count(trial)
+                    if c > target:
+                        unit_keep[i] = before
+                        continue
+                    out, used = trial, c
+                    if used >= lower:
+                        break
+            if lower <= used <= target or not any(p.heading for p in paras):
+                break
         return Plan(
             out,
             tuple(int(i) for i in np.flatnonzero(whole)),

@@ -214,7 +214,7 @@ def _qa_phase(a: argparse.Namespace, cache: Cache, items: list[tuple[QAExample, 
                 from ctxkit.compress import LLMLinguaCompressor
 
                 lingua = LLMLinguaCompressor()
-            record("llmlingua", e, 0.33, lambda t=t, q=q: lingua.compress(t, rate=0.33, question=q))
+            record("llmlingua", e, 0.33, lambda t=t, q=q, lg=lingua: lg.compress(t, rate=0.33, question=q))
         if k < a.n_tokens and tag == "hotpotqa":
             record("ctxkit-tokens", e, 0.33, lambda t=t, q=q: tokens_only.compress(t, rate=0.33, question=q))
         for r in RATES:
@@ -405,6 +405,10 @@ def main(argv: list[str]) -> dict[str, object]:
             ck_sub = float(np.mean([cache.get("ctxkit", i, 0.33)["kept"] for i in sub]))  # type: ignore[index]
             result["vs_llmlingua_answer_kept_033"] = round(ck_sub - ll["answer_kept"], 4)
             result["vs_llmlingua_n"] = len(sub)
+    if "history" not in skip and a.n_chats > 0:
+        result.update(_history_phase(a, cache))
+    if "e2e" not in skip and a.n_e2e > 0:
+        result.update(_e2e_phase(a, items, run_dir))
     if "squad" not in skip and a.n_squad > 0 and a.split == "heldout":
         sq = []
         for e in squad_v2_dev():
@@ -415,10 +419,6 @@ def main(argv: list[str]) -> dict[str, object]:
                 break
         a2 = argparse.Namespace(**{**vars(a), "n_llmlingua": 0, "n_tokens": 0})
         result["squad_v2_dev"] = _qa_phase(a2, cache, sq, "squad")
-    if "history" not in skip and a.n_chats > 0:
-        result.update(_history_phase(a, cache))
-    if "e2e" not in skip and a.n_e2e > 0:
-        result.update(_e2e_phase(a, items, run_dir))
     return result
 
 

@@ -189,7 +189,7 @@ class TokenPruner(BaseCompressor):
     default); ``temperature`` sets how sharply the fine budget follows relevance. ``fine`` scores
     the words of partly kept sentences: ``"lexical"`` (default: question words, names and numbers
     first, stop words last; no model pass) or ``"lm"`` (the scorer's question-contrastive
-    self-information, LLMLingua-style; slower on two cores, not better on HotpotQA dev).
+    self-information, LLMLingua-style; a model pass per call, not compared on HotpotQA).
     """
 
     method = "ctxkit-prune"

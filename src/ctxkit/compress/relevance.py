@@ -69,9 +69,12 @@ class RelevanceWeights(BaseModel):
     )
 
 
+SALIENCE_WEIGHT = 4.0  # without a question; chosen on ShareGPT chats 100-109 (the benchmark reports chats 0-99)
 # compression of one text: passage-level lifts off (the text is one or a few passages), a second hop on.
 # Chosen on HotpotQA dev (benchmarks/compression.py --tune); evidence packing keeps RelevanceWeights().
-COMPRESSION_WEIGHTS = RelevanceWeights(passage=0.0, neighbour=0.0, lead=0.0, bridge=1.5, feedback=1.0)
+COMPRESSION_WEIGHTS = RelevanceWeights(
+    passage=0.0, neighbour=0.0, lead=0.0, bridge=1.5, feedback=1.0, salience=SALIENCE_WEIGHT
+)
 
 
 @dataclass(frozen=True)
@@ -148,13 +151,38 @@ def _mentioned(
 
 _DECISION = re.compile(
     r"\b(?:decid\w*|agree\w*|will|going to|plan\w*|must|need to|should|let's|deadline|due|remember|"
-    r"prefer\w*|my|our|is called|named)\b",
+    r"prefer\w*|is called|named|moved to|budget|note that)\b",
     re.IGNORECASE,
 )
+_FIRST_PERSON = re.compile(r"\b(?:my|our|I|I'm|I've|we|we're|we'll|me|us)\b")
+_PROSE_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*(?![\w(])")
+_CODEISH = re.compile(r"[{}();=<>\[\]]")
+_CAPS = re.compile(r"(?<=[^.!?\s]\s)[A-Z][a-zA-Z]+")
+
+
+def salience(sentences: Sequence[str]) -> FloatArray:
+    """What later questions ask about, per sentence in [0, 1]: numbers, names, decisions, first-person facts, questions.
+
+    Code-like sentences (many brackets, braces, ``=``) count for little: their numbers are not facts.
+    """
+    out = np.zeros(len(sentences), dtype=np.float64)
+    for i, s in enumerate(sentences):
+        v = 0.0
+        v += 0.3 if _PROSE_NUMBER.search(s) else 0.0
+        v += 0.2 if _CAPS.search(s) else 0.0
+        v += 0.2 if _DECISION.search(s) else 0.0
+        v += 0.2 if _FIRST_PERSON.search(s) else 0.0
+        v += 0.1 if s.rstrip().endswith("?") else 0.0
+        if len(_CODEISH.findall(s)) >= 3:
+            v *= 0.3
+        out[i] = v
+    return out
+
+
 _NUMBERISH = re.compile(r"\d")
 _ASKS_NUMBER = re.compile(
     r"\b(?:how (?:many|much|old|long|far|tall|high|large|big)|what (?:year|age|date|percentage|number)|"
-    r"when|which year|in what year|population|how many)\b",
+    r"when|which year|in what year|population)\b",
     re.IGNORECASE,
 )
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhen\b", re.IGNORECASE)
@@ -172,22 +200,6 @@ def answer_type_match(question: str, sentences: Sequence[str]) -> FloatArray:
         return out
     for i, s in enumerate(sentences):
         out[i] = 1.0 if pat.search(s) else 0.0
-    return out
-
-
-_CAPS = re.compile(r"(?<=[^.!?\s]\s)[A-Z][a-zA-Z]+")
-
-
-def salience(sentences: Sequence[str]) -> FloatArray:
-    """What later questions ask about, per sentence in [0, 1]: numbers, names, decisions, open questions."""
-    out = np.zeros(len(sentences), dtype=np.float64)
-    for i, s in enumerate(sentences):
-        v = 0.0
-        v += 0.35 if _NUMBERISH.search(s) else 0.0
-        v += 0.25 if _CAPS.search(s) else 0.0
-        v += 0.25 if _DECISION.search(s) else 0.0
-        v += 0.15 if s.rstrip().endswith("?") else 0.0
-        out[i] = v
     return out
 
 

@@ -232,3 +232,20 @@ def test_answers_survive_on_real_hotpotqa() -> None:
         assert 0.5 - r.rate <= 0.02
         kept += e.answers[0].lower() in r.text.lower()
     assert kept >= 10, f"the answer survived in {kept} of 12"
+
+
+def test_without_a_question_facts_stay_whole() -> None:
+    """History before the next turn is known: a planted number and name survive, whole, at rate 0.33."""
+    chatter = [
+        "User: can you explain how photosynthesis works in simple terms for a school project",
+        "Assistant: plants take light water and air and turn them into sugar and oxygen inside the leaves",
+        "User: that is helpful and what about the role of the roots in all of this process",
+        "Assistant: roots pull water and minerals from the soil and carry them up through the stem",
+    ]
+    lines = chatter * 4
+    lines[5] += " By the way, my locker code is 4817 and my tutor is Dr. Alvarez."
+    text = "\n".join(lines)
+    r = _pruner().compress(text, rate=0.33)
+    assert r.within_rate
+    assert "4817" in r.text
+    assert "Dr. Alvarez" in r.text

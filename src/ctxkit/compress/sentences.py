@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SentenceFilter", "split_sentences"]
 
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^a-z])|\n+")
+_ABBREV = ("Dr", "Mr", "Ms", "St", "Mt", "Jr", "Sr", "Mrs", "Prof", "Gen", "Col", "Rev", "Sgt", "Capt", "Inc", "Ltd", "vs")
+# a sentence ends at . ! ? before whitespace and a non-lowercase letter, but not after a title or an initial
+_SPLIT = re.compile(
+    "".join(rf"(?<!\b{a}\.)" for a in _ABBREV) + r"(?<!\b[A-Z]\.)(?<=[.!?])\s+(?=[^a-z])|\n+"
+)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

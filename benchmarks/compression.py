@@ -434,7 +434,82 @@ def main(argv: list[str]) -> dict[str, object]:
                 break
         a2 = argparse.Namespace(**{**vars(a), "n_llmlingua": 0, "n_tokens": 0})
         result["squad_v2_dev"] = _qa_phase(a2, cache, sq, "squad")
+    if not a.quick and "table" in result:
+        (HERE / "results" / "compression.md").write_text(markdown(result), encoding="utf-8")
     return result
+
+
+_LABEL = {
+    "ctxkit": "`TokenPruner().compress(text, rate, question=q)` (coarse to fine)",
+    "ctxkit-tokens": '`TokenPruner(strategy="tokens")` (token-only, the previous default)',
+    "llmlingua": "`LLMLinguaCompressor` (same SmolLM2, question given, re-cut to the rate)",
+    "sentences": "`SentenceFilter` (whole sentences, MiniLM cosine)",
+    "random": "random words, seeded (the floor)",
+}
+
+
+def _cell(t: dict[str, Any], key: str, field: str, digits: int = 2) -> str:
+    row = t.get(key)
+    if not row or row.get(field) is None:
+        return "—"
+    return f"{row[field]:.{digits}f}"
+
+
+def table_md(t: dict[str, Any]) -> str:
+    """One row per method: answer kept, support kept and achieved rate at each rate, seconds at 0.33."""
+    head = (
+        "| method | n | answer kept 0.5 | 0.33 | 0.2 | support kept 0.33 | achieved rate 0.5 / 0.33 / 0.2 "
+        "| max rate error | over the rate | s per text (0.33) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for m in ("ctxkit", "llmlingua", "ctxkit-tokens", "sentences", "random"):
+        keys = [f"{m}@{r:g}" for r in RATES]
+        present = [k for k in keys if k in t]
+        if not present:
+            continue
+        n = max(t[k]["n"] for k in present)
+        rates = " / ".join(_cell(t, k, "achieved_rate_mean", 3) for k in keys)
+        err = max(t[k]["rate_error_max"] for k in present)
+        over = sum(t[k]["over_rate"] for k in present)
+        extra = ""
+        if m == "llmlingua" and "llmlingua@0.33" in t:
+            ll = t["llmlingua@0.33"]
+            extra = f" (before the re-cut: {ll.get('raw_rate_mean')}, re-cut {ll.get('recut')}×)"
+        rows.append(
+            f"| {_LABEL[m]} | {n} | {_cell(t, keys[0], 'answer_kept')} | {_cell(t, keys[1], 'answer_kept')} | "
+            f"{_cell(t, keys[2], 'answer_kept')} | {_cell(t, keys[1], 'support_kept')} | {rates}{extra} | "
+            f"{err:.3f} | {over} | {_cell(t, keys[1], 'seconds_median', 3)} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    out = [f"### HotpotQA held-out (n = {r.get('n')})", "", table_md(r["table"])]
+    out.append(
+        f"Speed, cold (LLMLingua time / ctxkit time per text, median): {r.get('speed_vs_llmlingua')} "
+        f"(min–max {r.get('speed_vs_llmlingua_min_max')}, n = {r.get('speed_n')}). "
+        f"ctxkit minus LLMLingua, answer kept at 0.33: {r.get('vs_llmlingua_answer_kept_033')} "
+        f"(n = {r.get('vs_llmlingua_n')})."
+    )
+    if "planted_fact_recall_033" in r:
+        out += [
+            "",
+            f"History (ShareGPT, no question, rate 0.33): planted fact recall {r['planted_fact_recall_033']} "
+            f"(n = {r['n_chats']} chats), max rate error {r['history_rate_error_max']}, "
+            f"over the rate {r['history_over_rate']}.",
+        ]
+    if "e2e_n" in r:
+        out += [
+            "",
+            f"End to end, Qwen2.5-Coder-0.5B (n = {r['e2e_n']}): accuracy full {r['accuracy_full']}, "
+            f"compressed at 0.33 {r['accuracy_compressed']}, difference {r['accuracy_compressed_minus_full']} "
+            f"(95% CI {r['accuracy_compressed_minus_full_ci']}); input tokens {r['mean_input_tokens_full']} → "
+            f"{r['mean_input_tokens_compressed']}; answer s {r['answer_s_full']} → {r['answer_s_compressed']} "
+            f"+ compress {r['compress_s']} s: net latency gain {r['net_latency_gain']}.",
+        ]
+    if "squad_v2_dev" in r:
+        out += ["", "### SQuAD v2 dev (final report only)", "", table_md(r["squad_v2_dev"])]
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -249,3 +249,16 @@ def test_without_a_question_facts_stay_whole() -> None:
     assert r.within_rate
     assert "4817" in r.text
     assert "Dr. Alvarez" in r.text
+
+
+@settings(max_examples=EXAMPLES)
+@given(_texts(), st.floats(0.1, 0.9))
+def test_sentence_filter_keeps_the_rate_contract(case: tuple[str, list[str]], rate: float) -> None:
+    from ctxkit.compress import SentenceFilter
+
+    text, _ = case
+    n = TOK.count(text)
+    r = SentenceFilter(HashEmbedder(), tokenizer="gpt-4o").compress(text, rate=rate, question="What about the town?")
+    assert r.compressed_tokens == TOK.count(r.text)
+    assert r.compressed_tokens <= rate * n + 1e-9
+    assert rate - r.rate <= max(0.02, 1.0 / n) + 1e-9, (r.rate, rate, n)

@@ -262,3 +262,28 @@ def test_sentence_filter_keeps_the_rate_contract(case: tuple[str, list[str]], ra
     assert r.compressed_tokens == TOK.count(r.text)
     assert r.compressed_tokens <= rate * n + 1e-9
     assert rate - r.rate <= max(0.02, 1.0 / n) + 1e-9, (r.rate, rate, n)
+
+
+def test_compressed_pipeline_is_a_stage_full_vs_compressed() -> None:
+    from ctxkit.eval import CompressedPipeline, EvalDocument, Task
+
+    task = Task(
+        id="t1",
+        question="When did the storm close the roads?",
+        answers=("1 May 1900",),
+        documents=(
+            EvalDocument(
+                id="a", title="Storm", text="The storm closed the roads on 1 May 1900. " + "Filler text. " * 30
+            ),
+            EvalDocument(id="b", title="Town", text="The town is small and quiet. " * 10),
+        ),
+    )
+    full = CompressedPipeline(1.0, name="full").build(task)
+    comp = CompressedPipeline(0.33, compressor=_pruner()).build(task)
+    assert "Filler. Filler." in full.context
+    assert TOK.count(comp.context) < TOK.count(full.context) * 0.5
+    assert comp.meta["achieved_rate"] <= 0.33
+    assert "1 May 1900" in comp.context
+    assert comp.messages[-1].content.endswith(task.question)
+    with pytest.raises(InvalidInputError):
+        CompressedPipeline(0)

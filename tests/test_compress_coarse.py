@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from _hash_embedder import HashEmbedder
@@ -78,14 +78,14 @@ _FILLER = [
 
 @st.composite
 def _texts(draw: st.DrawFn) -> tuple[str, list[str]]:
-    n_para = draw(st.integers(1, 3))
+    n_para = draw(st.integers(2, 3))
     specials: list[str] = []
     used: set[str] = set()
     paras = []
     for p in range(n_para):
         sents = []
-        for _ in range(draw(st.integers(2, 6))):
-            words = draw(st.lists(st.sampled_from(_FILLER), min_size=4, max_size=16))
+        for _ in range(draw(st.integers(4, 7))):
+            words = draw(st.lists(st.sampled_from(_FILLER), min_size=8, max_size=16))
             kind = draw(st.sampled_from(["name", "number", "date", "quote", "none"]))
             special = ""
             if kind == "name":
@@ -115,14 +115,14 @@ def _texts(draw: st.DrawFn) -> tuple[str, list[str]]:
 def test_rate_contract_never_over_and_within_002(case: tuple[str, list[str]], rate: float, ask: bool) -> None:
     text, _ = case
     n = TOK.count(text)
+    assume(n >= 100)  # the contract is stated for texts of 100 tokens or more
     pruner = _pruner()
     r = pruner.compress(text, rate=rate, question="Where did the team go in the storm?" if ask else None)
     assert r.compressed_tokens == TOK.count(r.text)
     assert r.original_tokens == n
     assert r.compressed_tokens <= rate * n + 1e-9, (r.rate, rate)
-    # within 0.02 of the asked rate (a text of n tokens cannot land closer than one token)
-    assert rate - r.rate <= max(0.02, 1.0 / n) + 1e-9, (r.rate, rate, n)
-    assert r.within_rate or 1.0 / n > 0.02
+    assert rate - r.rate <= 0.02 + 1e-9, (r.rate, rate, n)
+    assert r.within_rate
 
 
 @settings(max_examples=EXAMPLES)
@@ -258,10 +258,11 @@ def test_sentence_filter_keeps_the_rate_contract(case: tuple[str, list[str]], ra
 
     text, _ = case
     n = TOK.count(text)
+    assume(n >= 100)
     r = SentenceFilter(HashEmbedder(), tokenizer="gpt-4o").compress(text, rate=rate, question="What about the town?")
     assert r.compressed_tokens == TOK.count(r.text)
     assert r.compressed_tokens <= rate * n + 1e-9
-    assert rate - r.rate <= max(0.02, 1.0 / n) + 1e-9, (r.rate, rate, n)
+    assert rate - r.rate <= 0.02 + 1e-9, (r.rate, rate, n)
 
 
 def test_compressed_pipeline_is_a_stage_full_vs_compressed() -> None:
@@ -272,9 +273,7 @@ def test_compressed_pipeline_is_a_stage_full_vs_compressed() -> None:
         question="When did the storm close the roads?",
         answers=("1 May 1900",),
         documents=(
-            EvalDocument(
-                id="a", title="Storm", text="The storm closed the roads on 1 May 1900. " + "Filler text. " * 30
-            ),
+            EvalDocument(id="a", title="Storm", text="The storm closed the roads on 1 May 1900. " + "Filler. " * 30),
             EvalDocument(id="b", title="Town", text="The town is small and quiet. " * 10),
         ),
     )

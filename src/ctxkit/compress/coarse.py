@@ -13,7 +13,9 @@ The default path of :meth:`ctxkit.compress.TokenPruner.compress`:
    pruned, by the language model's (question-contrastive) self-information; units that overlap a
    protected span (:func:`~ctxkit.compress.spans.protected_spans`) form one group kept whole or dropped whole;
 5. **contract**: the output is recounted with the result's tokenizer and groups are dropped or
-   added until the achieved rate is at most the asked rate and within ``tolerance`` of it.
+   added until the achieved rate is at most the asked rate and within ``tolerance`` of it (for
+   texts of about 100 tokens or more; in a shorter one a protected group can be larger than the
+   tolerance, and the rate is then never over but may land further below).
 """
 
 from __future__ import annotations

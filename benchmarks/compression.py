@@ -188,7 +188,12 @@ def _qa_phase(a: argparse.Namespace, cache: Cache, items: list[tuple[QAExample, 
         if hit is not None or a.cached_only:
             return hit
         t0 = time.perf_counter()
-        out = fn()
+        try:
+            out = fn()
+        except Exception as exc:  # a peer that raises on an item is recorded, not fatal
+            row_err = {"method": method, "id": f"{tag}:{e.id}", "rate": rate, "error": repr(exc)[:300]}
+            cache.put(row_err)
+            return row_err
         secs = time.perf_counter() - t0
         row: dict[str, Any] = {"method": method, "id": f"{tag}:{e.id}", "rate": rate, "seconds": secs}
         if isinstance(out, str):
@@ -232,7 +237,8 @@ def _summary(cache: Cache, ids: list[str]) -> dict[str, Any]:
     for m in methods:
         for r in RATES:
             rows = [cache.get(m, i, r) for i in ids]
-            rows_ok = [x for x in rows if x is not None]
+            errors = sum(1 for x in rows if x is not None and "error" in x)
+            rows_ok = [x for x in rows if x is not None and "error" not in x]
             if not rows_ok:
                 continue
             key = f"{m}@{r:g}"
@@ -246,6 +252,7 @@ def _summary(cache: Cache, ids: list[str]) -> dict[str, Any]:
                 "rate_error_max": round(float(max(abs(x) for x in errs)), 4),
                 "over_rate": int(sum(x > 1e-9 for x in errs)),
                 "seconds_median": round(float(statistics.median(x["seconds"] for x in rows_ok)), 4),
+                "errors": errors,
             }
             if m == "llmlingua":
                 out[key]["recut"] = int(sum(bool(x.get("recut")) for x in rows_ok))
@@ -258,7 +265,7 @@ def _speed(cache: Cache, ids: list[str]) -> dict[str, Any]:
     ratios = []
     for i in ids:
         c, ll = cache.get("ctxkit", i, 0.33), cache.get("llmlingua", i, 0.33)
-        if c is not None and ll is not None:
+        if c is not None and ll is not None and "error" not in ll:
             ratios.append(ll["seconds"] / max(c["seconds"], 1e-9))
     if not ratios:
         return {}
@@ -416,7 +423,7 @@ def main(argv: list[str]) -> dict[str, object]:
         result["over_rate"] = sum((ck[r].get("over_rate") or 0) for r in RATES)
         ll = table.get("llmlingua@0.33")
         if ll:
-            sub = [i for i in ids if cache.get("llmlingua", i, 0.33) is not None]
+            sub = [i for i in ids if "error" not in (cache.get("llmlingua", i, 0.33) or {"error": 1})]
             ck_sub = float(np.mean([cache.get("ctxkit", i, 0.33)["kept"] for i in sub]))  # type: ignore[index]
             result["vs_llmlingua_answer_kept_033"] = round(ck_sub - ll["answer_kept"], 4)
             result["vs_llmlingua_n"] = len(sub)

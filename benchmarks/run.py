@@ -100,6 +100,18 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("number_retention_ctxkit", "llmlingua: number_retention_llmlingua", "≥ 0.95"),
         ("answer_span_retention_ctxkit", "llmlingua: answer_span_retention_llmlingua", "≥ llmlingua"),
     ],
+    "compression": [
+        ("answer_kept_050", "llmlingua / sentences / random: see table", "≥ 0.97"),
+        ("answer_kept_033", "random words: table.random@0.33", "≥ 0.95"),
+        ("answer_kept_020", "whole sentences: table.sentences@0.2", "≥ 0.90"),
+        ("support_kept_033", "whole sentences: table.sentences@0.33", "≥ 0.90"),
+        ("rate_error_max", "asked rate (never over: over_rate)", "≤ 0.02"),
+        ("vs_llmlingua_answer_kept_033", "LLMLingua, same SmolLM2 (ctxkit minus it)", "≥ +0.3"),
+        ("speed_vs_llmlingua", "LLMLingua cold (its time / ctxkit time)", "≥ 3"),
+        ("accuracy_compressed_minus_full", "full context, Qwen2.5-Coder-0.5B; CI: _ci", "≥ −0.01"),
+        ("net_latency_gain", "answer time alone / (compress + answer)", "> 1"),
+        ("planted_fact_recall_033", "— (ShareGPT chats, no question)", "≥ 0.95"),
+    ],
     "cache": [
         ("reuse_ctxkit", "naive layout: reuse_naive", "≥ 0.90"),
         ("speedup_vs_naive", "naive layout (its time / ctxkit time)", "≥ 3"),

@@ -30,6 +30,7 @@ def test_report_counts_and_retention() -> None:
     assert r.rate == r.tokens_after / r.tokens_before
     assert r.number_retention == 1.0
     assert r.answer_retention == 0.5 and r.lost_answers == ["72"]
+    assert r.answer_survived is True  # one of the gold answers is enough
     assert r.fact_retention == 0.0 and r.lost_facts == ["half as many"]
     assert "New York" in r.lost_entities
     assert "numbers 100%" in r.summary() and "<table>" in r._repr_html_()
@@ -37,6 +38,9 @@ def test_report_counts_and_retention() -> None:
     assert fidelity_report("we have 48 cats", "we have 480 cats").number_retention == 0.0
     empty = fidelity_report("no digits here", "digits")
     assert empty.number_retention is None and empty.answer_retention is None
+    assert empty.answer_survived is None
+    lost = fidelity_report("The capital is Paris.", "The capital is", answers=["Paris", "City of Light"])
+    assert lost.answer_survived is False and "answer LOST" in lost.summary()
 
 
 def test_split_sentences() -> None:

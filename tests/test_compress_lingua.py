@@ -66,7 +66,11 @@ def test_llmlingua_long_text_reuses_its_cache(lingua: LLMLinguaCompressor) -> No
 @pytest.mark.model
 def test_llmlingua_question_mode(lingua: LLMLinguaCompressor) -> None:
     r = lingua.compress(TEXT, rate=0.5, question="Where is the museum?")
-    assert r.method == "llmlingua+question"
+    assert r.method == "llmlingua+question" + ("+recut" if r.recut else "")
+    assert r.compressed_tokens <= 0.5 * r.original_tokens  # an overshoot is re-cut to the rate
+    assert r.recut == (r.uncut_tokens is not None)
+    if r.uncut_tokens is not None:
+        assert r.uncut_tokens > 0.5 * r.original_tokens
     assert "Where is the museum?" not in r.text  # the question is not glued onto the context
     assert r.compressed_tokens < r.original_tokens
 

@@ -42,7 +42,7 @@ PROSE = (
 
 @pytest.fixture(scope="module")
 def pruner() -> TokenPruner:
-    return TokenPruner()
+    return TokenPruner(strategy="tokens")  # the token-only mechanism; the default is in test_compress_coarse.py
 
 
 @pytest.mark.model
@@ -95,14 +95,14 @@ def test_force_keep_numbers_and_spans(pruner: TokenPruner) -> None:
     r2 = pruner.compress(marked, rate=0.4, keep=["rambling"])
     assert "the vault code is blue falcon" in r2.text
     assert "rambling" in r2.text and "<keep>" not in r2.text
-    free = TokenPruner(pruner.scorer, force=())
+    free = TokenPruner(pruner.scorer, force=(), strategy="tokens")
     r3 = free.compress(GSM, rate=0.33)
     assert r3.forced_tokens < r.forced_tokens  # only the newlines are forced now
     # numbers are hard by default, so a target below their share is missed upward ...
     tight = pruner.compress(GSM, rate=0.2)
     assert tight.rate > 0.22 and tight.fidelity().number_retention == 1.0
     # ... unless the rate is strict: then numbers go first but the target holds
-    strict = TokenPruner(pruner.scorer, strict_rate=True).compress(GSM, rate=0.2)
+    strict = TokenPruner(pruner.scorer, strict_rate=True, strategy="tokens").compress(GSM, rate=0.2)
     assert strict.rate_error <= 0.10
     assert r3.rate_error <= 0.10
 

@@ -112,7 +112,7 @@ def test_as_is_weights_score_like_the_conversion(scorer: LlamaCppScorer) -> None
 
 @pytest.mark.model
 def test_pruning_with_the_scorer_keeps_its_rate(scorer: LlamaCppScorer) -> None:
-    pruner = TokenPruner(scorer)
+    pruner = TokenPruner(scorer, strategy="tokens")
     r = pruner.compress(TEXT, rate=0.4)
     assert r.rate_error <= 0.10
     assert "1887" in r.text and "4,200" in r.text

@@ -5,12 +5,14 @@ LLMLingua adapter); trimming and fidelity reports are pure and need nothing.
 """
 
 from ctxkit.compress.base import BaseCompressor, CompressionResult, TextCompressor
+from ctxkit.compress.coarse import CoarseToFine, parse_structure
 from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_numbers, fidelity_report
 from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, join_units, select_units
+from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, RelevanceWeights, ScoredPassage, SentenceScorer
 from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.sentences import SentenceFilter, split_sentences
-from ctxkit.compress.spans import FORCE_KINDS, force_spans, strip_keep_tags
+from ctxkit.compress.spans import FORCE_KINDS, force_spans, protected_spans, strip_keep_tags
 from ctxkit.compress.summarize import (
     BackendSummarizer,
     BaseSummarizer,
@@ -36,12 +38,14 @@ from ctxkit.compress.trim import (
 )
 
 __all__ = [
+    "COMPRESSION_WEIGHTS",
     "FORCE_KINDS",
     "BackendSummarizer",
     "BaseCompressor",
     "BaseHistoryPolicy",
     "BaseSummarizer",
     "CallableSummarizer",
+    "CoarseToFine",
     "CompactingHistory",
     "CompactionTrigger",
     "CompressOlderTurns",
@@ -54,8 +58,11 @@ __all__ = [
     "LlamaCppScorer",
     "LlamaCppSummarizer",
     "PrunedSections",
+    "RelevanceWeights",
+    "ScoredPassage",
     "Section",
     "SentenceFilter",
+    "SentenceScorer",
     "Summarizer",
     "SummaryEpoch",
     "TextCompressor",
@@ -75,6 +82,8 @@ __all__ = [
     "force_spans",
     "is_mandatory_turn",
     "join_units",
+    "parse_structure",
+    "protected_spans",
     "render_transcript",
     "select_units",
     "split_sentences",

@@ -34,6 +34,8 @@ class CompressionResult(CtxkitModel):
     tokenizer: str = ""
     forced_tokens: int = 0
     seconds: float = 0.0
+    recut: bool = Field(default=False, description="the method overshot the rate and its output was re-cut")
+    uncut_tokens: int | None = Field(default=None, description="tokens of the method's output before the re-cut")
 
     @property
     def rate(self) -> float:
@@ -44,6 +46,11 @@ class CompressionResult(CtxkitModel):
     def rate_error(self) -> float:
         """``|achieved - requested| / requested``."""
         return abs(self.rate - self.requested_rate) / self.requested_rate
+
+    @property
+    def within_rate(self) -> bool:
+        """The rate contract: achieved rate at most the asked rate and within 0.02 of it."""
+        return self.rate <= self.requested_rate + 1e-12 and self.requested_rate - self.rate <= 0.02 + 1e-12
 
     def fidelity(self, *, answers: list[str] | None = None, facts: list[str] | None = None) -> FidelityReport:
         """A :class:`~ctxkit.compress.fidelity.FidelityReport` of this compression."""

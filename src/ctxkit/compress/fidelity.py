@@ -5,7 +5,8 @@ Retention is measured on normalized text (case-folded, whitespace collapsed):
 * **numbers** — every distinct number in the source (``48``, ``3.5``, ``1,200``, ``-7``);
 * **entities** — capitalized names that do not start a sentence (a light, dependency-free
   heuristic: ``Natalia``, ``New York``, ``OpenAI``);
-* **answers** — gold answer spans, when given (for question answering);
+* **answers** — gold answer spans, when given (for question answering): ``answer_retention`` is
+  the share kept, ``answer_survived`` whether at least one of them (gold aliases) survives;
 * **facts** — any other strings the caller says must survive.
 """
 
@@ -60,6 +61,7 @@ class FidelityReport(CtxkitModel):
     number_retention: float | None = None
     entity_retention: float | None = None
     answer_retention: float | None = None
+    answer_survived: bool | None = None
     fact_retention: float | None = None
     lost_numbers: list[str] = Field(default_factory=list)
     lost_entities: list[str] = Field(default_factory=list)
@@ -82,8 +84,11 @@ class FidelityReport(CtxkitModel):
             return "n/a" if v is None else f"{v:.0%}"
 
         asked = f" (asked {self.requested_rate:.2f})" if self.requested_rate is not None else ""
+        survived = (
+            "" if self.answer_survived is None else (" (answer kept)" if self.answer_survived else " (answer LOST)")
+        )
         return (
-            f"{self.method or 'compression'}: {self.tokens_before} -> {self.tokens_after} tokens, "
+            f"{self.method or 'compression'}{survived}: {self.tokens_before} -> {self.tokens_after} tokens, "
             f"rate {self.rate:.2f}{asked}; numbers {pct(self.number_retention)}, "
             f"entities {pct(self.entity_retention)}, answers {pct(self.answer_retention)}, "
             f"facts {pct(self.fact_retention)}"
@@ -134,7 +139,8 @@ def fidelity_report(
     lost_n = [n for n in source_numbers if n not in kept_numbers]
     nums = 1.0 - len(lost_n) / len(source_numbers) if source_numbers else None
     ents, lost_e = _retention(extract_entities(original), compressed)
-    ans, lost_a = _retention([a for a in answers or [] if a.strip()], compressed)
+    gold = [a for a in answers or [] if a.strip()]
+    ans, lost_a = _retention(gold, compressed)
     fac, lost_f = _retention([f for f in facts or [] if f.strip()], compressed)
     return FidelityReport(
         method=method,
@@ -144,6 +150,7 @@ def fidelity_report(
         number_retention=nums,
         entity_retention=ents,
         answer_retention=ans,
+        answer_survived=None if not gold else len(lost_a) < len(gold),
         fact_retention=fac,
         lost_numbers=lost_n,
         lost_entities=lost_e,

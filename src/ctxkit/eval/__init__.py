@@ -21,6 +21,7 @@ from ctxkit.eval.compare import CandidateReport, EvalReport, EvalTask, evaluate
 from ctxkit.eval.models import qwen25_coder_05b
 from ctxkit.eval.pipelines import (
     BuiltPrompt,
+    CompressedPipeline,
     CtxkitPipeline,
     LangChainStylePipeline,
     LlamaIndexStylePipeline,
@@ -68,6 +69,7 @@ __all__ = [
     "CallRecord",
     "CandidateReport",
     "Comparison",
+    "CompressedPipeline",
     "ContainsGold",
     "CtxkitPipeline",
     "EvalDocument",

@@ -32,6 +32,7 @@ from ctxkit.messages import Chunk, Message
 __all__ = [
     "DEFAULT_SYSTEM",
     "BuiltPrompt",
+    "CompressedPipeline",
     "CtxkitPipeline",
     "LangChainStylePipeline",
     "LlamaIndexStylePipeline",
@@ -174,6 +175,71 @@ class CtxkitPipeline:
         context = "".join(c.text + "\n" for c in chunks)
         meta["prompt_tokens_counted"] = prompt.total_tokens
         return BuiltPrompt(tuple(prompt.messages), context, time.perf_counter() - t0, meta)
+
+
+# --------------------------------------------------------------------------- compression as a stage
+class CompressedPipeline:
+    """Compression as a pipeline stage: the task's documents as one text, compressed, then answered.
+
+    The documents (``title`` line, text; blank line between) are compressed together with the
+    question given, so the budget spans documents; ``compressor`` defaults to
+    :class:`~ctxkit.compress.TokenPruner` (coarse to fine). Run it beside
+    ``NaivePipeline(timestamp=False)`` on the same tasks: full context vs compressed.
+    ``meta`` records the compression seconds, the achieved rate and the tokens before and after.
+    ``rate=1.0`` sends the same text uncompressed, in the same layout (the full-context baseline).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        compressor: Any = None,
+        name: str | None = None,
+        system: str = DEFAULT_SYSTEM,
+        question_aware: bool = True,
+        backend: Any = None,
+    ) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise InvalidInputError(f"rate must be in (0, 1], got {rate!r}")
+        if compressor is not None and not callable(getattr(compressor, "compress", None)):
+            raise InvalidInputError(f"{compressor!r} is not a compressor (it needs compress(text, rate=, question=))")
+        self.rate = float(rate)
+        self.name = name or f"compressed-{rate:g}"
+        self.system = system
+        self.question_aware = question_aware
+        self.backend = backend
+        self._compressor = compressor
+
+    def __repr__(self) -> str:
+        return f"CompressedPipeline(name={self.name!r}, rate={self.rate}, compressor={self._compressor!r})"
+
+    @property
+    def compressor(self) -> Any:
+        if self._compressor is None:
+            from ctxkit.compress import TokenPruner
+
+            self._compressor = TokenPruner()
+        return self._compressor
+
+    def build(self, task: Task) -> BuiltPrompt:
+        t0 = time.perf_counter()
+        text = "\n\n".join(f"{d.title}\n{d.text.strip()}" if d.title else d.text.strip() for d in task.documents)
+        meta: dict[str, Any] = {"compressed": bool(text.strip())}
+        if text.strip() and self.rate >= 1.0:  # the full context in the same layout: the baseline
+            context = render_documents([("compressed", "", text)])
+        elif text.strip():
+            r = self.compressor.compress(text, rate=self.rate, question=task.question if self.question_aware else None)
+            meta.update(
+                compress_s=time.perf_counter() - t0,
+                achieved_rate=r.rate,
+                tokens_before=r.original_tokens,
+                tokens_after=r.compressed_tokens,
+            )
+            context = render_documents([("compressed", "", r.text)]) if r.text else ""
+        else:
+            context = ""
+        msgs = (Message.system(self.system), _user_message(context, task.question))
+        return BuiltPrompt(msgs, context, time.perf_counter() - t0, meta)
 
 
 # --------------------------------------------------------------------------- baselines

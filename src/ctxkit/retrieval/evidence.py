@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer
 from ctxkit.compress.sentences import split_sentences
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
@@ -219,77 +219,6 @@ def _sentence_spans(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(split_sentences(text))
 
 
-def _scaled(x: FloatArray) -> FloatArray:
-    top = float(x.max()) if len(x) else 0.0
-    return x / top if top > 0 else np.zeros_like(x)
-
-
-_WORD = re.compile(r"\w+")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    """English stop words as :class:`~ctxkit.retrieval.BM25Index` drops them (bm25s' list)."""
-    from ctxkit._optional import require
-
-    return frozenset(require("bm25s", feature="EvidencePacker", extra="retrieval").stopwords.STOPWORDS_EN)
-
-
-def _bm25(query: str, texts: list[str], *, k1: float = 1.5, b: float = 0.75) -> FloatArray:
-    """Okapi BM25 of each text for ``query`` among ``texts`` (Lucene's idf), on whole arrays."""
-    stop = _stopwords()
-    q = {w for w in _WORD.findall(query.lower()) if w not in stop}
-    out = np.zeros(len(texts), dtype=np.float64)
-    if not q or not texts:
-        return out
-    terms = sorted(q)
-    where = {t: i for i, t in enumerate(terms)}
-    doc_words = [_WORD.findall(t.lower()) for t in texts]
-    lengths = np.fromiter((sum(w not in stop for w in ws) for ws in doc_words), np.float64, len(texts))
-    rows = [i for i, ws in enumerate(doc_words) for w in ws if w in where]
-    cols = [where[w] for ws in doc_words for w in ws if w in where]
-    if not rows:
-        return out
-    flat = np.asarray(rows, dtype=np.int64) * len(terms) + np.asarray(cols, dtype=np.int64)
-    tf = np.bincount(flat, minlength=len(texts) * len(terms)).reshape(len(texts), len(terms)).astype(np.float64)
-    df = (tf > 0).sum(axis=0)
-    idf = np.log(1.0 + (len(texts) - df + 0.5) / (df + 0.5))
-    norm = k1 * (1.0 - b + b * lengths / max(float(lengths.mean()), 1e-9))
-    scores: FloatArray = (tf * (k1 + 1.0) / (tf + norm[:, None])) @ idf
-    return scores
-
-
-_PAREN = re.compile(r"\s*\([^()]*\)\s*$")
-
-
-@lru_cache(maxsize=16_384)
-def _title_pattern(title: str) -> re.Pattern[str] | None:
-    """A title (without a trailing ``(disambiguation)``) as a case-insensitive, word-bounded pattern."""
-    core = _PAREN.sub("", title).strip() or title.strip()
-    stop = _stopwords()
-    if not any(w not in stop for w in _WORD.findall(core.lower())):  # "The", "It": not a mention
-        return None
-    return re.compile(rf"(?<!\w){re.escape(core)}(?!\w)", re.IGNORECASE)
-
-
-def _mentioned(passages: list[_Passage], owner: npt.NDArray[np.int64], score: FloatArray, top: int) -> FloatArray:
-    """1.0 for each passage whose title one of the ``top`` best sentences mentions (a second hop).
-
-    A sentence never points at a passage with its own passage's title (one article's sections).
-    """
-    texts = [t for p in passages for _, _, t in p.sents]
-    out = np.zeros(len(passages), dtype=np.float64)
-    for j in np.argsort(-score, kind="stable")[:top].tolist():
-        own = passages[int(owner[j])].title.strip().lower()
-        for i, p in enumerate(passages):
-            if out[i] or not p.title or p.title.strip().lower() == own:
-                continue
-            pat = _title_pattern(p.title)
-            if pat is not None and pat.search(texts[j]):
-                out[i] = 1.0
-    return out
-
-
 class EvidencePacker:
     """Pack the sentences of candidate chunks that best answer a query into a token budget.
 
@@ -307,6 +236,7 @@ class EvidencePacker:
         self.embedder = embedder
         self.tokenizer = get_tokenizer(tokenizer)
         self.weights = weights or EvidenceWeights()
+        self._scorer = SentenceScorer(embedder)
 
     def __repr__(self) -> str:
         return (
@@ -321,43 +251,20 @@ class EvidencePacker:
         *,
         query_vector: npt.ArrayLike | None = None,
     ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        """The fused score of every sentence and the index of its passage."""
+        """The fused score of every sentence and the index of its passage (:class:`~ctxkit.compress.SentenceScorer`)."""
         w = self.weights
-        owner = np.fromiter((i for i, p in enumerate(passages) for _ in p.sents), np.int64)
-        titled = [f"{p.title}: {t}" if p.title else t for p in passages for _, _, t in p.sents]
-        qv = (
-            np.asarray(self.embedder.embed_query(query), dtype=np.float64)
-            if query_vector is None
-            else np.asarray(query_vector, dtype=np.float64).reshape(-1)
+        rel = RelevanceWeights(
+            dense=w.dense,
+            lexical=w.lexical,
+            passage=w.passage,
+            neighbour=w.neighbour,
+            lead=w.lead,
+            bridge=w.bridge,
+            bridge_top=w.bridge_top,
+            salience=0.0,
         )
-        qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
-        sv = np.asarray(self.embedder.embed(titled), dtype=np.float64)
-        sv /= np.maximum(np.linalg.norm(sv, axis=1, keepdims=True), 1e-12)
-        dense = sv @ qv
-        lexical = _scaled(_bm25(query, titled)) if w.lexical > 0 else np.zeros_like(dense)
-        score = w.dense * dense + w.lexical * lexical
-        if w.passage > 0:
-            # a passage's vector: the mean of its titled sentences' vectors (no extra embedding)
-            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # owner is sorted: one run per passage
-            pv = np.add.reduceat(sv, starts, axis=0)
-            pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-12)
-            ptexts = [f"{p.title}: {p.text}" if p.title else p.text for p in passages]
-            prel = pv @ qv + (_scaled(_bm25(query, ptexts)) if w.lexical > 0 else 0.0)
-            score = score + w.passage * prel[owner]
-        if w.neighbour > 0 and len(score) > 1:
-            same_prev = np.r_[False, owner[1:] == owner[:-1]]
-            same_next = np.r_[owner[:-1] == owner[1:], False]
-            prev = np.where(same_prev, np.r_[-np.inf, score[:-1]], -np.inf)
-            nxt = np.where(same_next, np.r_[score[1:], -np.inf], -np.inf)
-            best = np.maximum(prev, nxt)
-            score = score + w.neighbour * np.where(np.isfinite(best), best, 0.0)
-        if w.lead > 0:
-            first = np.r_[True, owner[1:] != owner[:-1]]
-            lead = np.fromiter((p.first_is_lead for p in passages), bool, len(passages))[owner]
-            score = score + w.lead * (first & lead)
-        if w.bridge > 0 and len(passages) > 1:
-            score = score + w.bridge * _mentioned(passages, owner, score, w.bridge_top)[owner]
-        return score, owner
+        scored = [ScoredPassage(p.title, [t for _, _, t in p.sents], p.first_is_lead) for p in passages]
+        return self._scorer.score(query, scored, query_vector=query_vector, weights=rel)
 
     def pack(
         self,

@@ -249,3 +249,17 @@ def test_search_and_tools() -> None:
     hits = search_offloaded(ctx.store, "needle")
     assert [(h.id[:12], h.line) for h in hits] == [(key, 2)]
     assert json.loads(json.dumps([t.to_openai() for t in ctx.tools]))[0]["function"]["name"] == "expand"
+
+
+def test_example_runs_as_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "agent_context_editing.py"
+    spec = importlib.util.spec_from_file_location("ctxkit_example_agents", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main([])["simulated"]
+    assert out["ctxkit_tokens"] < 0.35 * out["naive_tokens"]
+    assert out["stubs"] >= 10 and out["expand_exact"] is True
+    assert f"naive {out['naive_tokens']}, ctxkit {out['ctxkit_tokens']}" in capsys.readouterr().out

@@ -384,8 +384,14 @@ def main(argv: list[str]) -> dict[str, object]:
         prefix = "" if policy == "ctxkit" else f"{policy}_"
         if naive:
             out[f"{prefix}tokens_ratio_vs_naive"] = round(r["input_tokens"] / naive, 4)
-        for k in ("input_tokens", "cache_reuse", "orphaned_tool_messages", "over_window", "expand_roundtrip_exact",
-                  "max_request_tokens"):
+        for k in (
+            "input_tokens",
+            "cache_reuse",
+            "orphaned_tool_messages",
+            "over_window",
+            "expand_roundtrip_exact",
+            "max_request_tokens",
+        ):
             out[f"{prefix}{k}"] = r[k]
         out[f"task_success_{policy}"] = r["task_success"]
         for k in ("offloaded_results", "edit_batches", "compactions"):

@@ -263,3 +263,10 @@ def test_example_runs_as_documented(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["ctxkit_tokens"] < 0.35 * out["naive_tokens"]
     assert out["stubs"] >= 10 and out["expand_exact"] is True
     assert f"naive {out['naive_tokens']}, ctxkit {out['ctxkit_tokens']}" in capsys.readouterr().out
+
+
+def test_a_ceiling_lowers_the_default_trigger() -> None:
+    assert EditPolicy(max_input_tokens=8000).clear_trigger_tokens == 6000
+    assert EditPolicy().clear_trigger_tokens == 20_000
+    with pytest.raises(InvalidInputError, match="must not exceed"):
+        EditPolicy(max_input_tokens=8000, clear_trigger_tokens=9000)

@@ -116,6 +116,17 @@ class EditPolicy(CtxkitModel):
     remaining_calls: int = Field(default=20, ge=0, description="calls expected after this one, to price a batch")
     price_edits: bool = Field(default=True, description="gate each batch on the cache planner's price")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_trigger(cls, data: Any) -> Any:
+        # without an explicit trigger, a ceiling lowers the default to 3/4 of it
+        if isinstance(data, dict) and data.get("clear_trigger_tokens") is None:
+            ceiling = data.get("max_input_tokens")
+            data = {k: v for k, v in data.items() if k != "clear_trigger_tokens"}
+            if isinstance(ceiling, int) and not isinstance(ceiling, bool) and ceiling > 0:
+                data["clear_trigger_tokens"] = min(20_000, ceiling * 3 // 4)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> EditPolicy:
         if self.max_input_tokens is not None and self.clear_trigger_tokens > self.max_input_tokens:

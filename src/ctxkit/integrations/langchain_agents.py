@@ -28,6 +28,7 @@ and re-applied so the prefix stays stable); a different history simply starts ov
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -188,4 +189,5 @@ class CtxkitAgentMiddleware(AgentMiddleware):
     async def awrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
     ) -> ModelResponse[Any]:
-        return await handler(self.edit(request))
+        # the edit may summarize with a local model: keep the event loop free
+        return await handler(await asyncio.to_thread(self.edit, request))

@@ -57,11 +57,11 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="4 tasks answered by SmolLM2-135M: a smoke run")
     ap.add_argument("--model", choices=["qwen", "smollm2"], default="qwen")
     ap.add_argument("--tasks", type=int, default=20)
-    ap.add_argument("--window", type=int, default=8192, help="the local model's context window (n_ctx)")
+    ap.add_argument("--window", type=int, default=4096, help="the local model's context window (n_ctx)")
     ap.add_argument("--reply", type=int, default=16, help="tokens reserved for each answer")
-    ap.add_argument("--trigger", type=int, default=4000, help="clear tool uses above this many input tokens")
+    ap.add_argument("--trigger", type=int, default=2000, help="clear tool uses above this many input tokens")
     ap.add_argument("--keep", type=int, default=1, help="newest tool results kept verbatim")
-    ap.add_argument("--compact", type=int, default=6000, help="summarize older turns above this many tokens")
+    ap.add_argument("--compact", type=int, default=3000, help="summarize older turns above this many tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--policies", default="naive,langchain,ctxkit")
     a = ap.parse_args(argv)
@@ -78,22 +78,26 @@ def make_tasks(n: int) -> list[dict[str, str]]:
 
     texts = essays()
     lowered = {k: v.lower() for k, v in texts.items()}
-    pool = [k for k, v in texts.items() if 1500 <= len(v) <= 6500]
+    pool = [k for k, v in texts.items() if 1500 <= len(v) <= 5000]
     tasks: list[dict[str, str]] = []
-    for name in pool:
-        words = list(WORD.finditer(texts[name]))
-        for start in range(len(words) // 2, len(words) - 8):
-            span = texts[name][words[start].start() : words[start + 5].end()]
-            if "\n" in span or not re.fullmatch(r"[A-Za-z ,']+", span):
-                continue
-            nxt = words[start + 6].group()
-            between = texts[name][words[start + 5].end() : words[start + 6].start()]
-            if between != " " or len(nxt) < 4 or nxt.lower() in STOP:
-                continue
-            if sum(v.count(span.lower()) for v in lowered.values()) != 1:
-                continue
-            tasks.append({"file": f"{name}.txt", "phrase": span, "answer": nxt})
-            break
+    for frac in (0.4, 0.75):  # up to two questions per essay, from different parts of it
+        for name in pool:
+            words = list(WORD.finditer(texts[name]))
+            for start in range(int(len(words) * frac), len(words) - 8):
+                span = texts[name][words[start].start() : words[start + 5].end()]
+                if "\n" in span or not re.fullmatch(r"[A-Za-z ,']+", span):
+                    continue
+                nxt = words[start + 6].group()
+                between = texts[name][words[start + 5].end() : words[start + 6].start()]
+                if between != " " or len(nxt) < 4 or nxt.lower() in STOP:
+                    continue
+                if sum(v.count(span.lower()) for v in lowered.values()) != 1:
+                    continue
+                if not any(t["phrase"] == span for t in tasks):
+                    tasks.append({"file": f"{name}.txt", "phrase": span, "answer": nxt})
+                break
+            if len(tasks) == n:
+                break
         if len(tasks) == n:
             break
     if len(tasks) < n:

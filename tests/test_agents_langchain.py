@@ -153,9 +153,15 @@ class ForceTools(AgentMiddleware):  # type: ignore[type-arg]
 @pytest.fixture(scope="module")
 def local_chat() -> Any:
     pytest.importorskip("llama_cpp")
+    from ctxkit.dispatch import Dispatcher, LlamaCppBackend
     from ctxkit.integrations.langchain import ChatCtxkit
 
-    return ChatCtxkit(model="llamacpp:default", max_tokens=48)
+    backend = LlamaCppBackend.from_path(None, n_ctx=WINDOW)
+    return ChatCtxkit(model="local", dispatcher=Dispatcher({"local": backend}), max_tokens=REPLY)
+
+
+WINDOW = 2048
+REPLY = 40
 
 
 @pytest.mark.model
@@ -164,12 +170,10 @@ def test_real_local_agent_loop_30_steps(tmp_path: Path, local_chat: Any) -> None
     """SmolLM2 calls list_files / read_file / grep over real essays for 30+ steps through create_agent."""
     from ctxkit.tokenizers import get_chat_counter
 
-    texts = _files(tmp_path, 1500, 5000)
-    window = 4096
-    reply = 48
+    texts = _files(tmp_path, 1000, 3000)
     counter = get_chat_counter("gguf:default")
     policy = EditPolicy(
-        clear_trigger_tokens=2500, keep_tool_uses=1, max_input_tokens=window - reply - 256, remaining_calls=30
+        clear_trigger_tokens=1000, keep_tool_uses=1, max_input_tokens=WINDOW - REPLY - 128, remaining_calls=30
     )
     mw = CtxkitAgentMiddleware(policy, counter=counter)
     force = ForceTools(30)

@@ -199,7 +199,7 @@ def test_real_local_agent_loop_30_steps(tmp_path: Path, local_chat: Any) -> None
         sent = to_ctxkit_messages([*([request.system_message] if request.system_message else []), *request.messages])
         group_turns(sent)  # never structurally invalid
         assert report.tokens_out <= policy.max_input_tokens  # type: ignore[operator]
-        assert counter.count_messages(sent) == report.tokens_out - counter.tools_tokens(report_tools(request))
+        assert counter.count_messages(sent, report_tools(request)) == report.tokens_out  # what was sent, counted
         for m in request.messages:
             if isinstance(m, ToolMessage) and str(m.content).startswith(STUB_PREFIX):
                 stubs_seen += 1

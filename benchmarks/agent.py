@@ -277,7 +277,7 @@ def run_policy(
 
     middleware: list[Any] = []
     ctxkit_mw = None
-    lc_model = ChatCtxkit(model="local", dispatcher=Dispatcher({"local": backend}), max_tokens=200)
+    lc_model = ChatCtxkit(model="local", dispatcher=Dispatcher({"local": backend}), max_tokens=128)
     if policy == "langchain":
         middleware = [
             SummarizationMiddleware(model=lc_model, trigger=("tokens", a.compact), keep=("messages", 6)),
@@ -294,6 +294,7 @@ def run_policy(
                 stub_head_tokens=24,
                 stub_tail_tokens=12,
                 remaining_calls=len(steps),
+                summary_tokens=128,
             ),
             store=FileOffloadStore(Path(tempfile.mkdtemp(prefix="ctxkit-bench-offload-"))),
             counter=counter,

@@ -18,7 +18,8 @@ Policies:
 
 * **naive** — no middleware: every tool result resent on every call;
 * **langchain** — LangChain's ``SummarizationMiddleware`` (summaries by the same local model,
-  ``trigger=("tokens", --compact)``, ``keep=("messages", 6)``) and ``ContextEditingMiddleware`` with
+  ``trigger=("tokens", --lc-summary-trigger)`` over the agent state, which holds every result in full;
+  ``keep=("messages", 6)``) and ``ContextEditingMiddleware`` with
   ``ClearToolUsesEdit(trigger=--trigger, keep=--keep)`` (not reversible);
 * **ctxkit** — ``CtxkitAgentMiddleware`` with ``EditPolicy(clear_trigger_tokens=--trigger,
   keep_tool_uses=--keep, compact_trigger_tokens=--compact, max_input_tokens=window - reply)``, a
@@ -62,6 +63,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--trigger", type=int, default=5000, help="clear tool uses above this many input tokens")
     ap.add_argument("--keep", type=int, default=1, help="newest tool results kept verbatim")
     ap.add_argument("--compact", type=int, default=6500, help="summarize older turns above this many tokens")
+    ap.add_argument(
+        "--lc-summary-trigger",
+        type=int,
+        default=16000,
+        help="LangChain SummarizationMiddleware trigger (its approximate count over the agent state, full results)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--policies", default="naive,langchain,ctxkit")
     a = ap.parse_args(argv)
@@ -280,7 +287,7 @@ def run_policy(
     lc_model = ChatCtxkit(model="local", dispatcher=Dispatcher({"local": backend}), max_tokens=128)
     if policy == "langchain":
         middleware = [
-            SummarizationMiddleware(model=lc_model, trigger=("tokens", a.compact), keep=("messages", 6)),
+            SummarizationMiddleware(model=lc_model, trigger=("tokens", a.lc_summary_trigger), keep=("messages", 6)),
             ContextEditingMiddleware(edits=[ClearToolUsesEdit(trigger=a.trigger, keep=a.keep)]),
         ]
     elif policy == "ctxkit":
@@ -384,6 +391,12 @@ def main(argv: list[str]) -> dict[str, object]:
         "model": model_name,
         "trajectory": "scripted tool calls (same for every policy), live answers",
         "seconds": timing,
+        "settings": {
+            "trigger": a.trigger,
+            "keep": a.keep,
+            "ctxkit_compact_trigger": a.compact,
+            "langchain_summary_trigger": a.lc_summary_trigger,
+        },
     }
     for policy, r in results.items():
         prefix = "" if policy == "ctxkit" else f"{policy}_"

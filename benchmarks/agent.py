@@ -70,7 +70,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
         help="LangChain SummarizationMiddleware trigger (its approximate count over the agent state, full results)",
     )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--policies", default="naive,langchain,ctxkit")
+    ap.add_argument("--policies", default="naive,ctxkit,langchain")
     a = ap.parse_args(argv)
     if a.quick:
         a.tasks = min(a.tasks, 4)

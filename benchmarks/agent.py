@@ -56,7 +56,7 @@ WORD = re.compile(r"[A-Za-z]+")
 def _args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="agent")
     ap.add_argument("--quick", action="store_true", help="4 tasks answered by SmolLM2-135M: a smoke run")
-    ap.add_argument("--model", choices=["qwen", "smollm2"], default="qwen")
+    ap.add_argument("--model", choices=["qwen", "smollm2", "none"], default="qwen", help="the answering model")
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--window", type=int, default=8192, help="the local model's context window (n_ctx)")
     ap.add_argument("--reply", type=int, default=16, help="tokens reserved for each answer")
@@ -277,7 +277,7 @@ def run_policy(
                 calls = [{**c, "id": f"call_{k}_{j}", "type": "tool_call"} for j, c in enumerate(todo["calls"])]
                 return ChatResult(generations=[ChatGeneration(message=AIMessage("", tool_calls=calls))])
             text = ""
-            if live and fits:
+            if live and fits and a.model != "none":
                 text = backend.generate(msgs, max_tokens=a.reply, temperature=0.0).text
             answers.append(text)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
@@ -368,14 +368,25 @@ def main(argv: list[str]) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="ctxkit-bench-essays-"))
     for name, text in essays().items():
         (root / f"{name}.txt").write_text(text, encoding="utf-8")
-    if a.model == "qwen":
+    backend: Any
+    if a.model == "none":  # no answers; both peers summarize with the same extractive (MiniLM) summarizer
+        from ctxkit.compress.summarize import ExtractiveSummarizer
+        from ctxkit.dispatch.backends.function import FunctionBackend
+
+        extractive = ExtractiveSummarizer()
+        model_path = resolve_local_model(None, "bf16").path  # only its tokenizer and chat template count tokens
+        model_name = "none (extractive summaries, no answers)"
+        counter = get_chat_counter(f"gguf:{model_path}")
+        backend = FunctionBackend(lambda msgs: extractive.summarize(msgs, max_tokens=128))
+    elif a.model == "qwen":
         model_path = convert_gguf(qwen25_coder_05b(), "bf16")
         model_name = "qwen2.5-coder-0.5b-instruct[bf16]"
     else:
         model_path = resolve_local_model(None, "bf16").path
         model_name = "smollm2-135m-instruct[bf16]"
-    counter = get_chat_counter(f"gguf:{model_path}")
-    backend = LlamaCppBackend.from_path(model_path, weights="as-is", n_ctx=a.window, n_threads=a.threads)
+    if a.model != "none":
+        counter = get_chat_counter(f"gguf:{model_path}")
+        backend = LlamaCppBackend.from_path(model_path, weights="as-is", n_ctx=a.window, n_threads=a.threads)
     results: dict[str, Any] = {}
     timing: dict[str, float] = {}
     for policy in a.policies.split(","):
@@ -411,7 +422,7 @@ def main(argv: list[str]) -> dict[str, object]:
             "max_request_tokens",
         ):
             out[f"{prefix}{k}"] = r[k]
-        out[f"task_success_{policy}"] = r["task_success"]
+        out[f"task_success_{policy}"] = r["task_success"] if a.model != "none" else None
         for k in ("offloaded_results", "edit_batches", "compactions"):
             if k in r:
                 out[f"{prefix}{k}"] = r[k]

@@ -400,7 +400,8 @@ def main(argv: list[str]) -> dict[str, object]:
         "model_calls_per_policy": 3 * len(tasks),
         "window": a.window,
         "model": model_name,
-        "trajectory": "scripted tool calls (same for every policy), live answers",
+        "trajectory": "scripted tool calls (same for every policy), "
+        + ("no answers" if a.model == "none" else "answers live from each policy's request"),
         "seconds": timing,
         "settings": {
             "trigger": a.trigger,

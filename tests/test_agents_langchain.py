@@ -160,7 +160,7 @@ def local_chat() -> Any:
     return ChatCtxkit(model="local", dispatcher=Dispatcher({"local": backend}), max_tokens=REPLY)
 
 
-WINDOW = 2048
+WINDOW = 4096
 REPLY = 40
 
 
@@ -173,7 +173,7 @@ def test_real_local_agent_loop_30_steps(tmp_path: Path, local_chat: Any) -> None
     texts = _files(tmp_path, 1000, 3000)
     counter = get_chat_counter("gguf:default")
     policy = EditPolicy(
-        clear_trigger_tokens=1000, keep_tool_uses=1, max_input_tokens=WINDOW - REPLY - 128, remaining_calls=30
+        clear_trigger_tokens=1500, keep_tool_uses=1, max_input_tokens=WINDOW - REPLY - 128, remaining_calls=30
     )
     mw = CtxkitAgentMiddleware(policy, counter=counter)
     force = ForceTools(30)

@@ -60,6 +60,12 @@ def test_get_edits_what_is_sent_and_get_all_keeps_everything() -> None:
 def test_real_tool_loop_with_local_model() -> None:
     """SmolLM2 picks a file to read each step (a forced call), the memory keeps and edits the history."""
     pytest.importorskip("llama_cpp")
+    import asyncio
+
+    asyncio.run(_real_loop())
+
+
+async def _real_loop() -> None:
     from ctxkit.dispatch import get_backend
     from ctxkit.messages import ToolSpec
 
@@ -71,28 +77,30 @@ def test_real_tool_loop_with_local_model() -> None:
     )
     backend = get_backend("llamacpp:default")
     memory = _memory(EditPolicy(clear_trigger_tokens=1500, keep_tool_uses=1, max_input_tokens=3500))
-    memory.put(
+    await memory.aput(
         ChatMessage(role=MessageRole.SYSTEM, content="Read essay files with read_file. Files: " + ", ".join(texts))
     )
-    memory.put(ChatMessage(role=MessageRole.USER, content="Read several essays, one per step."))
+    await memory.aput(ChatMessage(role=MessageRole.USER, content="Read several essays, one per step."))
     names = sorted(texts)
     results: dict[str, str] = {}
     for step in range(8):
-        sent = memory.get()
+        sent = await memory.aget()
         msgs = to_ctxkit_messages(sent)
         group_turns(msgs)
         assert memory.reports[-1].tokens_out <= 3500
         reply: Any = backend.generate(msgs, tools=[read_file], tool_choice="required", max_tokens=40)
         assert reply.tool_calls, "a forced call comes back as a tool call"
         call = reply.tool_calls[0]
-        memory.put(from_ctxkit_message(Message.assistant("", tool_calls=[call])))
+        await memory.aput(from_ctxkit_message(Message.assistant("", tool_calls=[call])))
         text = texts[names[step % len(names)]]  # the tool returns a whole real file
         results[call.id] = text
-        memory.put(from_ctxkit_message(Message.tool(text, call.id)))
-    sent = memory.get()
+        await memory.aput(from_ctxkit_message(Message.tool(text, call.id)))
+    sent = await memory.aget()
     stubs = [m for m in sent if m.role == MessageRole.TOOL and (m.content or "").startswith(STUB_PREFIX)]
     assert len(stubs) >= 5
     for m in stubs:
         key = STUB_ID.search(m.content or "").group(1)  # type: ignore[union-attr]
         assert memory.context.expand(key) == results[m.additional_kwargs["tool_call_id"]]
-    _close(memory)
+    engine = memory.sql_store._async_engine
+    if engine is not None:
+        await engine.dispose()

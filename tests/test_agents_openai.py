@@ -103,9 +103,20 @@ def test_real_openai_agents_loop(server: str, tmp_path: Path) -> None:
     def stop_after_8(ctx: Any, results: list[Any]) -> ToolsToFinalOutputResult:
         return ToolsToFinalOutputResult(is_final_output=len(calls) >= 8, final_output="done")
 
-    client = AsyncOpenAI(
-        base_url=server, api_key="not-needed", http_client=httpx.AsyncClient(event_hooks={"request": [keep_body]})
-    )
+    class NullContentAsEmpty(httpx.AsyncHTTPTransport):
+        """llama-cpp-python's server rejects ``content: null`` beside tool calls (valid OpenAI, which the SDK sends)."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/chat/completions"):
+                body = json.loads(request.content)
+                for m in body["messages"]:
+                    if m.get("content") is None:
+                        m["content"] = ""
+                request = httpx.Request(request.method, request.url, headers=request.headers, json=body)
+            return await super().handle_async_request(request)
+
+    http = httpx.AsyncClient(event_hooks={"request": [keep_body]}, transport=NullContentAsEmpty())
+    client = AsyncOpenAI(base_url=server, api_key="not-needed", http_client=http)
     filt = CtxkitInputFilter(EditPolicy(clear_trigger_tokens=1200, keep_tool_uses=1, max_input_tokens=3500))
     agent = Agent(
         name="reader",

@@ -77,6 +77,15 @@ async def _real_loop() -> None:
     )
     backend = get_backend("llamacpp:default")
     memory = _memory(EditPolicy(clear_trigger_tokens=1500, keep_tool_uses=1, max_input_tokens=3500))
+    try:
+        await _steps(memory, texts, read_file, backend)
+    finally:
+        engine = memory.sql_store._async_engine
+        if engine is not None:
+            await engine.dispose()
+
+
+async def _steps(memory: CtxkitMemory, texts: dict[str, str], read_file: Any, backend: Any) -> None:
     await memory.aput(
         ChatMessage(role=MessageRole.SYSTEM, content="Read essay files with read_file. Files: " + ", ".join(texts))
     )
@@ -88,9 +97,10 @@ async def _real_loop() -> None:
         msgs = to_ctxkit_messages(sent)
         group_turns(msgs)
         assert memory.reports[-1].tokens_out <= 3500
-        reply: Any = backend.generate(msgs, tools=[read_file], tool_choice="required", max_tokens=40)
+        reply: Any = backend.generate(msgs, tools=[read_file], extra={"tool_choice": "required"}, max_tokens=40)
         assert reply.tool_calls, "a forced call comes back as a tool call"
-        call = reply.tool_calls[0]
+        # the parsed call's id is a hash of its position and arguments; a repeated call would repeat it
+        call = reply.tool_calls[0].model_copy(update={"id": f"step{step}_{reply.tool_calls[0].id}"})
         await memory.aput(from_ctxkit_message(Message.assistant("", tool_calls=[call])))
         text = texts[names[step % len(names)]]  # the tool returns a whole real file
         results[call.id] = text
@@ -101,6 +111,3 @@ async def _real_loop() -> None:
     for m in stubs:
         key = STUB_ID.search(m.content or "").group(1)  # type: ignore[union-attr]
         assert memory.context.expand(key) == results[m.additional_kwargs["tool_call_id"]]
-    engine = memory.sql_store._async_engine
-    if engine is not None:
-        await engine.dispose()

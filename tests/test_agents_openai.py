@@ -112,7 +112,8 @@ def test_real_openai_agents_loop(server: str, tmp_path: Path) -> None:
                 for m in body["messages"]:
                     if m.get("content") is None:
                         m["content"] = ""
-                request = httpx.Request(request.method, request.url, headers=request.headers, json=body)
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+                request = httpx.Request(request.method, request.url, headers=headers, json=body)
             return await super().handle_async_request(request)
 
     http = httpx.AsyncClient(event_hooks={"request": [keep_body]}, transport=NullContentAsEmpty())

@@ -270,3 +270,15 @@ def test_a_ceiling_lowers_the_default_trigger() -> None:
     assert EditPolicy().clear_trigger_tokens == 20_000
     with pytest.raises(InvalidInputError, match="must not exceed"):
         EditPolicy(max_input_tokens=8000, clear_trigger_tokens=9000)
+
+
+def test_a_long_single_turn_loop_shrinks_old_stubs_to_stay_in_the_window() -> None:
+    ctx = AgentContext(EditPolicy(clear_trigger_tokens=1500, keep_tool_uses=1, max_input_tokens=3600))
+    hist = _loop(40)  # one user turn: nothing for compaction to summarize, 40 stubs with head and tail would not fit
+    prepared = ctx.prepare(hist)
+    assert prepared.report.tokens_out <= 3600 and prepared.report.forced
+    stubs = [m for m in prepared.messages if m.content.startswith(STUB_PREFIX)]
+    assert len(stubs) == 39 and any("head: " not in m.content for m in stubs)
+    for m in stubs:
+        original = next(h.content for h in hist if h.tool_call_id == m.tool_call_id)
+        assert ctx.expand(STUB_ID.search(m.content).group(1)) == original  # type: ignore[union-attr]

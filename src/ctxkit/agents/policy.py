@@ -264,11 +264,11 @@ class AgentContext:
         return self.counter.count_messages(list(msgs), tools)
 
     # ------------------------------------------------------------------ stubs
-    def stub(self, key: str, tool: str, text: str) -> str:
-        """The text left in place of an offloaded result."""
+    def stub(self, key: str, tool: str, text: str, *, head_tail: bool = True) -> str:
+        """The text left in place of an offloaded result (``head_tail=False``: id, tool and size only)."""
         tok = self.tokenizer
         ids = tok.encode(text)
-        head_n, tail_n = self.policy.stub_head_tokens, self.policy.stub_tail_tokens
+        head_n, tail_n = (self.policy.stub_head_tokens, self.policy.stub_tail_tokens) if head_tail else (0, 0)
         head = tok.decode(ids[:head_n]) if head_n else ""
         tail = tok.decode(ids[max(head_n, len(ids) - tail_n) :]) if tail_n and len(ids) > head_n else ""
         lines = [
@@ -452,6 +452,19 @@ class AgentContext:
                     first_changed = min([first_changed, *todo] if first_changed is not None else todo)
                 msgs, orig = self._render(hist)
                 tokens = self._total(msgs, tools)
+            if pol.max_input_tokens is not None and tokens > pol.max_input_tokens:
+                # stubs pile up in a long single-turn loop: shrink them to id, tool and size (still expandable)
+                short = [i for i, m in self._edits.items() if m.role == "tool" and "\nhead: " in m.content]
+                for i in short:
+                    key = content_id(hist[i].content)
+                    self._edits[i] = hist[i].model_copy(
+                        update={"content": self.stub(key, self._tool_name(hist, i), hist[i].content, head_tail=False)}
+                    )
+                if short:
+                    forced = True
+                    first_changed = min([first_changed, *short] if first_changed is not None else short)
+                    msgs, orig = self._render(hist)
+                    tokens = self._total(msgs, tools)
 
         want_compact = self.summarizer is not None and pol.compact_trigger_tokens is not None
         over = pol.max_input_tokens is not None and tokens > pol.max_input_tokens

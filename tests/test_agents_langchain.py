@@ -136,7 +136,7 @@ def test_thinking_blocks_are_cleared_from_older_ai_messages() -> None:
 
 
 class ForceTools(AgentMiddleware):  # type: ignore[type-arg]
-    """Makes the model call a tool on its first ``n`` calls, then lets it answer; keeps what each request held."""
+    """Makes the model call a tool on its first ``n`` calls, then answer; keeps what each request held."""
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -145,8 +145,8 @@ class ForceTools(AgentMiddleware):  # type: ignore[type-arg]
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: Any) -> ModelResponse[Any]:
         self.requests.append(request)
-        if len(self.requests) <= self.n:
-            request = request.override(tool_choice="required")
+        # forced calls for n steps, then none: the small model would otherwise keep calling tools
+        request = request.override(tool_choice="required" if len(self.requests) <= self.n else "none")
         return handler(request)  # type: ignore[no-any-return]
 
 

@@ -189,8 +189,9 @@ def test_real_local_agent_loop_30_steps(tmp_path: Path, local_chat: Any) -> None
     )
     state = out["messages"]
     assert len(force.requests) >= 31  # 30 forced tool steps and the answer
+    # (the local backend's call ids hash position and arguments, so a repeated call repeats its id: count messages)
+    assert sum(isinstance(m, ToolMessage) for m in state) >= 30
     tool_results = {m.tool_call_id: str(m.content) for m in state if isinstance(m, ToolMessage)}
-    assert len(tool_results) >= 30
     assert any(t in texts.values() for t in tool_results.values())  # whole real files came back
     assert any(r.cleared for r in mw.reports)
     expand = next(t for t in mw.tools if t.name == "expand")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,9 +67,12 @@ def _tools(root: Path) -> list[Any]:
 
     @tool
     def read_file(name: str) -> str:
-        """Return the whole text of one essay file."""
-        path = root / Path(name).name
-        return path.read_text(encoding="utf-8") if path.exists() else f"no file {name!r}; call list_files"
+        """Return the whole text of one essay file (the closest file name when the name is not exact)."""
+        names = sorted(p.name for p in root.glob("*.txt"))
+        wanted = Path(name).name
+        if wanted not in names:  # a forgiving tool, as agents' file tools often are: the closest name
+            wanted = (difflib.get_close_matches(wanted, names, n=1, cutoff=0.0) or names[:1])[0]
+        return (root / wanted).read_text(encoding="utf-8")
 
     @tool
     def grep(pattern: str) -> str:
@@ -145,8 +149,14 @@ class ForceTools(AgentMiddleware):  # type: ignore[type-arg]
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: Any) -> ModelResponse[Any]:
         self.requests.append(request)
-        # forced calls for n steps, then none: the small model would otherwise keep calling tools
-        request = request.override(tool_choice="required" if len(self.requests) <= self.n else "none")
+        # forced calls for n steps, then none: the small model would otherwise keep calling tools. Each step
+        # names the tool (list_files, then read_file / grep in turn): left to choose, SmolLM2 only lists files
+        step = len(self.requests)
+        if step <= self.n:
+            name = "list_files" if step == 1 else ("grep" if step % 4 == 0 else "read_file")
+            request = request.override(tool_choice=name)
+        else:
+            request = request.override(tool_choice="none")
         return handler(request)  # type: ignore[no-any-return]
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests._hash_embedder import HashEmbedder
 
+from _hash_embedder import HashEmbedder
 from ctxkit.datasets import essay_paragraphs
 from ctxkit.errors import InvalidInputError
 from ctxkit.retrieval import Document, FaissIndex, NumpyIndex, Retriever

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from typing import Any
 
@@ -63,6 +64,7 @@ def test_real_tool_loop_with_local_model() -> None:
     import asyncio
 
     asyncio.run(_real_loop())
+    gc.collect()  # anything left unclosed is reported here, in this test, not in a later one
 
 
 async def _real_loop() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import re
 from collections.abc import Iterator
@@ -128,7 +130,19 @@ def test_real_openai_agents_loop(server: str, tmp_path: Path) -> None:
         reset_tool_choice=False,
         tool_use_behavior=stop_after_8,
     )
-    result = Runner.run_sync(agent, "Read the files.", run_config=RunConfig(call_model_input_filter=filt), max_turns=20)
+
+    async def run() -> Any:
+        # one event loop for the run and the client's cleanup (run_sync leaves its loop and connections open)
+        try:
+            return await Runner.run(
+                agent, "Read the files.", run_config=RunConfig(call_model_input_filter=filt), max_turns=20
+            )
+        finally:
+            await client.close()
+            await http.aclose()
+
+    result = asyncio.run(run())
+    gc.collect()  # anything left unclosed is reported here, in this test, not in a later one
     assert result.final_output == "done" and len(calls) == 8
     assert len(bodies) == len(filt.reports) >= 8
     assert any(r.cleared for r in filt.reports)

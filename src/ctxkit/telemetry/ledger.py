@@ -5,12 +5,12 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -18,19 +18,32 @@ from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError
 from ctxkit.pricing import PriceBook, default_price_book
 from ctxkit.secrets import get_logger
 from ctxkit.telemetry.budgets import WorkflowBudget, check, enforce
-from ctxkit.telemetry.record import CallRecord
+from ctxkit.telemetry.record import CallFacts, CallRecord
 from ctxkit.telemetry.report import Report, build_report
 from ctxkit.usage import Usage
-
-if TYPE_CHECKING:
-    from ctxkit.assembly import AssembledPrompt
 
 __all__ = ["CallTimer", "Ledger"]
 
 logger = get_logger("ctxkit.telemetry")
 
-_UNSET: Any = object()
 _ZERO = Decimal(0)
+# CallFacts fields a CallRecord keeps unchanged (the others are derived in Ledger._build_unchecked)
+_DERIVED = frozenset(
+    [
+        "usage",
+        "cost",
+        "provider",
+        "route",
+        "route_reason",
+        "escalated",
+        "local",
+        "sections",
+        "retrieval_hit",
+        "metadata",
+        "timestamp",
+    ]
+)
+_KEPT_FIELDS = tuple(n for n in CallFacts.model_fields if n in CallRecord.model_fields and n not in _DERIVED)
 
 Hook = Callable[[CallRecord], None]
 
@@ -166,188 +179,97 @@ class Ledger:
             self._hooks.append(hook)
 
     # ------------------------------------------------------------------ recording
-    def record(
-        self,
-        record: CallRecord | None = None,
-        /,
-        *,
-        model: str | None = None,
-        workflow: str = "default",
-        usage: Usage | Mapping[str, int] | None = None,
-        cost: Decimal | None = _UNSET,
-        backend: str = "",
-        provider: str = "",
-        latency_s: float | None = None,
-        ttft_s: float | None = None,
-        decision: Any = None,
-        route: str | None = None,
-        route_reason: str | None = None,
-        escalated: bool | None = None,
-        attempts: int = 1,
-        local: bool | None = None,
-        cache_hit: bool | None = None,
-        uncompressed_input_tokens: int | None = None,
-        prompt: AssembledPrompt | None = None,
-        sections: Mapping[str, int] | None = None,
-        retrieved_ids: Sequence[str] | None = None,
-        gold_ids: Iterable[str] | None = None,
-        retrieval_hit: bool | None = None,
-        success: bool | None = None,
-        error: str | BaseException | None = None,
-        task_id: str | None = None,
-        operation: str = "chat",
-        timestamp: datetime | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        response_cache: str | None = None,
-        saved_cost: Decimal | None = None,
-    ) -> CallRecord:
+    def record(self, record: CallRecord | CallFacts | None = None, /, **fields: Any) -> CallRecord:
         """Record one call and return its :class:`CallRecord`.
 
-        Pass a ready ``CallRecord``, or the fields. ``usage=None`` means the caller had no
-        token counts (``usage_reported=False``, cost unknown). Without ``cost`` the price
-        book prices ``usage`` on ``model`` (``None`` if unknown). ``decision`` takes a
-        :class:`ctxkit.dispatch.RouteDecision` (route, reason, router, escalated).
-        ``prompt`` takes the :class:`~ctxkit.assembly.AssembledPrompt` that was sent, for
-        tokens by section. ``retrieved_ids`` with ``gold_ids`` set ``retrieval_hit``.
+        Pass a ready ``CallRecord``, a :class:`CallFacts`, or the fields of a ``CallFacts`` as keywords
+        (``ledger.record(model="gpt-4o-mini", usage=usage, latency_s=0.8)``); see :class:`CallFacts` for
+        each field and what the ledger derives from it (cost from the price book, route from ``decision``,
+        tokens by section from ``prompt``, ``retrieval_hit`` from ``retrieved_ids`` and ``gold_ids``).
 
         Raises :class:`~ctxkit.telemetry.WorkflowBudgetExceededError` after recording when a
         ``raise`` budget is exceeded; warns :class:`~ctxkit.telemetry.BudgetWarning` for ``warn``.
         """
         if record is None:
-            if not model:
+            if not fields.get("model"):
                 raise InvalidInputError("Ledger.record needs model=... (the model that answered) or a CallRecord")
-            record = self._build(
-                model=model,
-                workflow=workflow,
-                usage=usage,
-                cost=cost,
-                backend=backend,
-                provider=provider,
-                latency_s=latency_s,
-                ttft_s=ttft_s,
-                decision=decision,
-                route=route,
-                route_reason=route_reason,
-                escalated=escalated,
-                attempts=attempts,
-                local=local,
-                cache_hit=cache_hit,
-                uncompressed_input_tokens=uncompressed_input_tokens,
-                prompt=prompt,
-                sections=sections,
-                retrieved_ids=retrieved_ids,
-                gold_ids=gold_ids,
-                retrieval_hit=retrieval_hit,
-                success=success,
-                error=error,
-                task_id=task_id,
-                operation=operation,
-                timestamp=timestamp,
-                metadata=metadata,
-                response_cache=response_cache,
-                saved_cost=saved_cost,
+            unknown = sorted(set(fields) - set(CallFacts.model_fields))
+            if unknown:
+                raise InvalidInputError(
+                    f"Ledger.record got unknown field(s) {unknown}; it takes the fields of CallFacts: "
+                    f"{', '.join(CallFacts.model_fields)}"
+                )
+            record = CallFacts.model_validate(fields)
+        elif fields:
+            raise InvalidInputError(
+                f"Ledger.record takes a {type(record).__name__} or keyword fields, not both; got also {sorted(fields)}"
             )
+        if isinstance(record, CallFacts):
+            record = self._build(record)
         elif not isinstance(record, CallRecord):
-            raise InvalidInputError(f"Ledger.record takes a CallRecord or keyword fields, not {type(record).__name__}")
+            raise InvalidInputError(
+                f"Ledger.record takes a CallRecord, a CallFacts or keyword fields, not {type(record).__name__}"
+            )
         return self._append(record)
 
-    def _build(self, **f: Any) -> CallRecord:
+    def _build(self, facts: CallFacts) -> CallRecord:
         try:
-            return self._build_unchecked(**f)
+            return self._build_unchecked(facts)
         except CtxkitError:
             raise
         except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
             # a field of the wrong type that slipped past the checks: name it, keep ctxkit's error contract
             raise InvalidInputError(
                 f"Ledger.record got a field of the wrong type ({type(exc).__name__}: {exc}); "
-                "see Ledger.record's docstring for each field's type"
+                "see CallFacts for each field's type"
             ) from exc
 
-    def _build_unchecked(self, **f: Any) -> CallRecord:
-        usage_in = f["usage"]
-        reported = usage_in is not None
-        if usage_in is None:
-            usage = Usage()
-        elif isinstance(usage_in, Usage):
-            usage = usage_in
-        elif isinstance(usage_in, Mapping):
-            try:
-                usage = Usage.model_validate(dict(usage_in))
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"bad usage for Ledger.record: {exc}") from None
-        else:
-            raise InvalidInputError(
-                f"usage must be a ctxkit.Usage or a mapping of token counts, not {type(usage_in).__name__}"
-            )
-        model = f["model"]
-        if not isinstance(model, str):
-            raise InvalidInputError(f"model must be a model name (str), not {type(model).__name__}")
-        for name in ("sections", "metadata"):
-            if f[name] is not None and not isinstance(f[name], Mapping):
-                raise InvalidInputError(f"{name} must be a mapping (dict), not {type(f[name]).__name__}")
-        for name in ("retrieved_ids", "gold_ids"):
-            if isinstance(f[name], str | bytes) or (f[name] is not None and not isinstance(f[name], Iterable)):
-                raise InvalidInputError(f"{name} must be a list of ids, not {type(f[name]).__name__}")
-        price = self.price_book.get(model)
-        cost = f["cost"]
-        if cost is _UNSET:
+    def _build_unchecked(self, facts: CallFacts) -> CallRecord:
+        reported = facts.usage is not None
+        usage = facts.usage if facts.usage is not None else Usage()
+        price = self.price_book.get(facts.model)
+        cost = facts.cost
+        if not facts.cost_given:
             cost = price.cost(usage) if (price is not None and reported) else None
-        decision = f["decision"]
-        route, reason, escalated, router = f["route"], f["route_reason"], f["escalated"], None
+        route, reason, escalated, router = facts.route, facts.route_reason, facts.escalated, None
+        decision = facts.decision
         if decision is not None:
             route = route if route is not None else getattr(decision, "route", None)
             reason = reason if reason is not None else getattr(decision, "reason", None)
             router = getattr(decision, "router", None) or None
             if escalated is None:
                 escalated = bool(getattr(decision, "escalated", False))
-        sections = dict(f["sections"] or {})
-        prompt = f["prompt"]
-        uncompressed = f["uncompressed_input_tokens"]
-        if prompt is not None and not sections:
-            sections = {name: s.used for name, s in prompt.sections.items()}
-        hit = f["retrieval_hit"]
-        if hit is None and f["gold_ids"] is not None and f["retrieved_ids"] is not None:
-            gold = set(f["gold_ids"])
-            hit = any(i in gold for i in f["retrieved_ids"])
-        err = f["error"]
-        if isinstance(err, BaseException):
-            err = f"{type(err).__name__}: {err}"
-        local = f["local"]
+        sections = dict(facts.sections or {})
+        if facts.prompt is not None and not sections:
+            sections = {name: s.used for name, s in facts.prompt.sections.items()}
+        hit = facts.retrieval_hit
+        if hit is None and facts.gold_ids is not None and facts.retrieved_ids is not None:
+            gold = set(facts.gold_ids)
+            hit = any(i in gold for i in facts.retrieved_ids)
+        local = facts.local
         if local is None:
             local = bool(price is not None and price.local)
-        fields: dict[str, Any] = {
-            "model": model,
-            "workflow": f["workflow"],
+        derived: dict[str, Any] = {
             "usage": usage,
             "usage_reported": reported,
             "cost": cost,
-            "backend": f["backend"],
-            "provider": f["provider"] or (price.provider if price is not None else ""),
-            "latency_s": f["latency_s"],
-            "ttft_s": f["ttft_s"],
+            "provider": facts.provider or (price.provider if price is not None else ""),
             "route": route,
             "route_reason": reason,
             "router": router,
             "escalated": bool(escalated),
-            "attempts": f["attempts"],
             "local": local,
-            "cache_hit": f["cache_hit"],
-            "uncompressed_input_tokens": uncompressed,
             "sections": sections,
             "retrieval_hit": hit,
-            "success": f["success"],
-            "error": err,
-            "task_id": f["task_id"],
-            "operation": f["operation"],
-            "metadata": dict(f["metadata"] or {}),
-            "response_cache": f.get("response_cache"),
-            "saved_cost": f.get("saved_cost"),
+            "metadata": facts.metadata or {},
         }
-        if f["timestamp"] is not None:
-            fields["timestamp"] = f["timestamp"]
+        if facts.timestamp is not None:
+            derived["timestamp"] = facts.timestamp
+        # the facts a record keeps as they are: every field both models share that is not derived above
+        kept = {name: getattr(facts, name) for name in _KEPT_FIELDS}
         try:
-            return CallRecord.model_validate(fields)
-        except ValidationError as exc:
+            return CallRecord.model_validate({**kept, **derived})
+        except ValidationError as exc:  # pragma: no cover - CtxkitModel raises InvalidInputError itself
             raise InvalidInputError(f"bad call record: {exc}") from exc
 
     def record_result(self, result: Any, /, *, workflow: str = "default", **fields: Any) -> CallRecord:
@@ -416,33 +338,12 @@ class Ledger:
         Warns or raises like :meth:`record`, with a draft record of the planned call (not kept in the ledger).
         """
         draft = self._build(
-            model=model or "unknown",
-            workflow=workflow,
-            usage=Usage(input_tokens=input_tokens, output_tokens=max_output_tokens),
-            cost=_UNSET,
-            backend="",
-            provider="",
-            latency_s=None,
-            ttft_s=None,
-            decision=None,
-            route=None,
-            route_reason=None,
-            escalated=None,
-            attempts=1,
-            local=None,
-            cache_hit=None,
-            uncompressed_input_tokens=None,
-            prompt=None,
-            sections=None,
-            retrieved_ids=None,
-            gold_ids=None,
-            retrieval_hit=None,
-            success=None,
-            error=None,
-            task_id=None,
-            operation="chat",
-            timestamp=None,
-            metadata={"preflight": True},
+            CallFacts(
+                model=model or "unknown",
+                workflow=workflow,
+                usage=Usage(input_tokens=input_tokens, output_tokens=max_output_tokens),
+                metadata={"preflight": True},
+            )
         )
         with self._lock:
             before = self._day_costs.get((workflow, draft.timestamp.date()), _ZERO)

@@ -1,24 +1,134 @@
-"""One recorded model call: :class:`CallRecord`."""
+"""One model call: what the caller knows (:class:`CallFacts`) and what the ledger records (:class:`CallRecord`)."""
 
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
+from collections.abc import Hashable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ctxkit._model import CtxkitModel
 from ctxkit.secrets import check_json_like, redact, redact_text
 from ctxkit.usage import Usage
 
-__all__ = ["CallRecord"]
+__all__ = ["CallFacts", "CallRecord", "Operation"]
+
+
+Operation = Literal["chat", "text_completion", "embeddings", "generate_content"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _scrub_metadata(value: Any) -> Any:
+    """Metadata as a JSON-like dict with secrets removed (``None`` is ``{}``)."""
+    if value is None:
+        return {}
+    check_json_like(value, what="metadata")
+    cleaned = redact(value)
+    return cleaned if isinstance(cleaned, dict) else {"value": cleaned}
+
+
+class CallFacts(CtxkitModel):
+    """What the caller knows about one model call: the input of :meth:`~ctxkit.telemetry.Ledger.record`.
+
+    The ledger derives the :class:`CallRecord` from it: ``cost`` is priced from ``usage`` on ``model``
+    when it is not given (pass ``cost=None`` for "unknown"), ``provider`` and ``local`` default from the
+    price book, ``decision`` (a :class:`ctxkit.dispatch.RouteDecision`) fills the route fields not given,
+    ``prompt`` (the :class:`~ctxkit.assembly.AssembledPrompt` sent) fills ``sections`` when they are not
+    given, and ``retrieved_ids`` with ``gold_ids`` set ``retrieval_hit`` when it is not given.
+    ``usage=None`` means the caller had no token counts (the record says ``usage_reported=False``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(description="the model that answered")
+    workflow: str = "default"
+    usage: Usage | None = Field(default=None, description="a Usage or a mapping of token counts; None: not reported")
+    cost: Decimal | None = Field(
+        default=None, description="exact cost in USD; leave it out to price usage from the book (None: unknown)"
+    )
+    backend: str = ""
+    provider: str = ""
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    decision: Any = Field(default=None, description="a ctxkit.dispatch.RouteDecision (route, reason, router)")
+    route: str | None = None
+    route_reason: str | None = None
+    escalated: bool | None = None
+    attempts: int = 1
+    local: bool | None = None
+    cache_hit: bool | None = None
+    uncompressed_input_tokens: int | None = None
+    prompt: Any = Field(default=None, description="the ctxkit.assembly.AssembledPrompt that was sent")
+    sections: dict[str, int] | None = None
+    retrieved_ids: tuple[Hashable, ...] | None = None
+    gold_ids: tuple[Hashable, ...] | None = None
+    retrieval_hit: bool | None = None
+    success: bool | None = None
+    error: str | None = Field(default=None, description="what went wrong; an exception becomes 'Type: message'")
+    task_id: str | None = None
+    operation: Operation = "chat"
+    timestamp: datetime | None = Field(default=None, description="when the call ended; now when not given")
+    metadata: dict[str, Any] | None = None
+    response_cache: Literal["exact", "semantic"] | None = None
+    saved_cost: Decimal | None = None
+
+    @property
+    def cost_given(self) -> bool:
+        """``cost`` was passed (possibly as ``None``, "unknown"), so the ledger does not price ``usage``."""
+        return "cost" in self.model_fields_set
+
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _usage(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Usage):
+            return value
+        if isinstance(value, Mapping):
+            return dict(value)  # validated as a Usage by the field
+        raise ValueError(f"usage must be a ctxkit.Usage or a mapping of token counts, not {type(value).__name__}")
+
+    @field_validator("sections", "metadata", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{info.field_name} must be a mapping (dict), not {type(value).__name__}")
+        if info.field_name == "metadata":
+            return _scrub_metadata(value)
+        return {str(k): v for k, v in value.items()}
+
+    @field_validator("retrieved_ids", "gold_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise ValueError(f"{info.field_name} must be a list of ids, not {type(value).__name__}")
+        return tuple(value)
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error(cls, value: Any) -> Any:
+        if isinstance(value, BaseException):
+            return f"{type(value).__name__}: {value}"
+        return None if value is None else str(value)
+
+    @field_validator("route", "route_reason", "task_id", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @field_validator("escalated", mode="before")
+    @classmethod
+    def _truthy(cls, value: Any) -> Any:
+        return None if value is None else bool(value)
 
 
 class CallRecord(CtxkitModel):
@@ -38,7 +148,7 @@ class CallRecord(CtxkitModel):
     timestamp: datetime = Field(default_factory=_now)
     workflow: str = "default"
     task_id: str | None = Field(default=None, description="groups the calls of one task (for cost per task)")
-    operation: Literal["chat", "text_completion", "embeddings", "generate_content"] = "chat"
+    operation: Operation = "chat"
     model: str
     backend: str = ""
     provider: str = ""
@@ -76,11 +186,7 @@ class CallRecord(CtxkitModel):
     @field_validator("metadata", mode="before")
     @classmethod
     def _scrub_metadata(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        check_json_like(value, what="metadata")
-        cleaned = redact(value)
-        return cleaned if isinstance(cleaned, dict) else {"value": cleaned}
+        return _scrub_metadata(value)
 
     @field_validator("id", "error", "route_reason", "route", "router", "task_id", mode="before")
     @classmethod
@@ -121,8 +227,6 @@ class CallRecord(CtxkitModel):
 
     @property
     def started_at(self) -> datetime:
-        from datetime import timedelta
-
         return self.timestamp - timedelta(seconds=self.latency_s or 0.0)
 
     def _repr_html_(self) -> str:

@@ -20,13 +20,14 @@ from ctxkit.telemetry.budgets import BudgetViolation, BudgetWarning, WorkflowBud
 from ctxkit.telemetry.export import OTelExporter, records_to_dataframe, span_attributes
 from ctxkit.telemetry.ledger import CallTimer, Ledger
 from ctxkit.telemetry.plots import plot_cost_over_time, plot_tokens_by_section
-from ctxkit.telemetry.record import CallRecord
+from ctxkit.telemetry.record import CallFacts, CallRecord
 from ctxkit.telemetry.redact import RedactingFilter, add_secret, redact, redact_text
 from ctxkit.telemetry.report import Report, ReportRow, Savings, percentile
 
 __all__ = [
     "BudgetViolation",
     "BudgetWarning",
+    "CallFacts",
     "CallRecord",
     "CallTimer",
     "Ledger",

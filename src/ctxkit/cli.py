@@ -78,6 +78,7 @@ def _text(block: dict[str, Any]) -> str:
 
 
 def _anthropic_blocks(role: str, blocks: list[dict[str, Any]]) -> list[Message]:
+    # lazy: `ctxkit <command>` loads only what that command needs
     from ctxkit.messages import ToolCall
 
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
@@ -110,6 +111,7 @@ def _app() -> Any:
         model: str = typer.Option("gpt-4o", "--model", "-m", help="model name or tokenizer spec"),
     ) -> None:
         """Count the tokens of files or stdin for a model (exact where the tokenizer is public)."""
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.tokenizers import get_tokenizer
 
         tok = get_tokenizer(model)
@@ -130,6 +132,7 @@ def _app() -> Any:
         model: str = typer.Option("gpt-4o", "--model", "-m"),
     ) -> None:
         """Token breakdown of a request: per message, per role, tools and format overhead."""
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.tokenizers import get_chat_counter
 
         messages, tools = messages_from_request(_load(request))
@@ -146,6 +149,7 @@ def _app() -> Any:
         typer.echo(f"      {'tools':<9} {counter.tools_tokens(tools):>7}")
         typer.echo(f"      {'overhead':<9} {counter.base_tokens:>7}")
         typer.echo(f"      {'total':<9} {counter.count_messages(messages, tools):>7}")
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.assembly.prompt import AssembledPrompt
         from ctxkit.cache import lint, plan_cache
 
@@ -162,6 +166,7 @@ def _app() -> Any:
         model: str = typer.Option("gpt-4o", "--model", "-m"),
     ) -> None:
         """Explain why CURRENT misses the prompt cache PREVIOUS warmed: first divergence and tokens lost."""
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.assembly.prompt import AssembledPrompt
         from ctxkit.cache import explain_miss
 
@@ -175,6 +180,7 @@ def _app() -> Any:
         baseline: str = typer.Option(None, "--baseline", "-b", help="flagship model to price savings against"),
     ) -> None:
         """Per workflow and model: calls, tokens by bucket, cost, latency, savings vs the baseline."""
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.telemetry import Ledger
 
         typer.echo(str(Ledger.from_jsonl(Path(ledger)).report(baseline_model=baseline)))
@@ -215,6 +221,7 @@ def _app() -> Any:
         baseline: str = typer.Option("naive", "--baseline", help="pipeline the others are compared with"),
     ) -> None:
         """Run tasks through named pipelines on a local model and print accuracy, tokens, latency and cost."""
+        # lazy: `ctxkit <command>` loads only what that command needs
         from ctxkit.dispatch import LlamaCppBackend
         from ctxkit.eval import load_tasks, run_eval, suite
         from ctxkit.eval.pipelines import parse_pipeline
@@ -222,6 +229,7 @@ def _app() -> Any:
         todo = load_tasks(tasks) if Path(tasks).suffix == ".jsonl" else suite(tasks, n)
         pipes = [parse_pipeline(spec.strip(), price_as=price_as) for spec in pipelines.split(",") if spec.strip()]
         if model == "qwen":
+            # lazy: `ctxkit <command>` loads only what that command needs
             from ctxkit.eval.models import qwen25_coder_05b
 
             path: str | None = str(qwen25_coder_05b())

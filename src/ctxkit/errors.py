@@ -41,6 +41,7 @@ class CtxkitError(Exception):
     """Root of every error raised by ctxkit; its text arguments are scrubbed of secrets."""
 
     def __init__(self, *args: object) -> None:
+        # lazy: breaks a cycle (ctxkit.secrets raises these errors)
         from ctxkit.secrets import redact_text
 
         super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))

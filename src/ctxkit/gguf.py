@@ -47,6 +47,7 @@ from typing import Any, Literal, NamedTuple
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.paths import atomic_write, user_cache_dir
+from ctxkit.tokenizers._gguf import default_gguf_path
 
 __all__ = [
     "EXTRA_BUFTS_ENV",
@@ -167,8 +168,6 @@ def resolve_local_model(
     if weights not in ("auto", "as-is", *_FTYPES):
         raise InvalidInputError(f"unknown weights {weights!r}; choose 'auto', 'as-is' or one of {sorted(_FTYPES)}")
     if model_path is None:
-        from ctxkit.tokenizers._gguf import default_gguf_path
-
         source = default_gguf_path()
         kind: str = prefill_weight_type() if weights == "auto" else weights
     else:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ctxkit._model import CtxkitModel
+from ctxkit.errors import InvalidInputError
 
 __all__ = ["Chunk", "Message", "Role", "ToolCall", "ToolSpec", "canonical_json"]
 
@@ -103,7 +104,6 @@ class Message(CtxkitModel):
 
         Raises :class:`~ctxkit.errors.InvalidInputError` naming the missing or malformed field.
         """
-        from ctxkit.errors import InvalidInputError
 
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"Message.from_openai takes a message dict, not {type(data).__name__}")

@@ -54,6 +54,7 @@ class ModelInfo(CtxkitModel):
 
     def price(self) -> ModelPrice | None:
         """This model's entry in the price book (:mod:`ctxkit.pricing`), or ``None``."""
+        # lazy: breaks a cycle (the price book asks this registry which models are local)
         from ctxkit.pricing import get_price
 
         return get_price(self.name)
@@ -123,8 +124,6 @@ def register_model(info: ModelInfo, *, replace: bool = False) -> ModelInfo:
     """Add a model (or, with ``replace=True``, override a built-in one)."""
     with _lock:
         if info.name in _registry and not replace:
-            from ctxkit.errors import InvalidInputError
-
             raise InvalidInputError(f"model {info.name!r} is already registered; pass replace=True to override it")
         _registry[info.name] = info
     return info

@@ -37,7 +37,8 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ctxkit._model import CtxkitModel
-from ctxkit.errors import InvalidInputError, ResourceError
+from ctxkit.errors import InvalidInputError, ResourceError, UnknownNameError
+from ctxkit.models import get_model
 from ctxkit.usage import Usage
 
 __all__ = [
@@ -353,9 +354,6 @@ class PriceBook:
         )
 
     def _registry_local(self, model: str) -> ModelPrice | None:
-        from ctxkit.errors import UnknownNameError
-        from ctxkit.models import get_model
-
         try:
             info = get_model(model)
         except UnknownNameError:

@@ -34,6 +34,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ctxkit.errors import InvalidInputError
+
 __all__ = [
     "REDACTED",
     "RedactingFilter",
@@ -208,7 +210,6 @@ MAX_DEPTH = 32
 def check_json_like(value: Any, *, what: str = "value", max_depth: int = MAX_DEPTH) -> None:
     """Raise :class:`~ctxkit.errors.InvalidInputError` if ``value`` cannot be stored as JSON faithfully:
     a container that holds itself, nesting deeper than ``max_depth``, or a non-finite float."""
-    from ctxkit.errors import InvalidInputError
 
     def walk(v: Any, path: str, depth: int, seen: tuple[int, ...]) -> None:
         if isinstance(v, float) and not math.isfinite(v):

@@ -24,7 +24,9 @@ from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
+from ctxkit._optional import require
 from ctxkit.errors import ResourceError
+from ctxkit.tokenizers._gguf import default_gguf_path
 
 __all__ = [
     "free_port",
@@ -60,10 +62,8 @@ def llama_server(
     see :func:`ctxkit.gguf.extra_bufts_decision`; a first decision may run a probe, hence the
     generous ``ready_timeout_s``).
     """
-    from ctxkit._optional import require
 
     require("llama_cpp.server.app", feature="the llama.cpp server", extra="local", package="llama-cpp-python[server]")
-    from ctxkit.tokenizers._gguf import default_gguf_path
 
     port = free_port()
     cmd = [sys.executable, "-m", "ctxkit.llama_server", "--model", str(model or default_gguf_path())]

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolCall
 
@@ -186,7 +187,6 @@ def required_tool_names(tool_choice: Any, tool_names: Sequence[str]) -> list[str
 
 def tool_call_grammar(tools: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     """A GBNF grammar for exactly one ``<tool_call>`` block calling one of ``names`` with schema-valid arguments."""
-    from ctxkit._optional import require
 
     require("llama_cpp", feature="forced tool calls", extra="local", package="llama-cpp-python")
     from llama_cpp.llama_grammar import json_schema_to_gbnf

@@ -10,8 +10,10 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
+from ctxkit.cache.layout import stable_prefix_fingerprint, stable_prefix_tokens
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
+from ctxkit.tokenizers.chat import get_chat_counter
 
 __all__ = ["AssembledPrompt", "AuditRecord", "SectionReport"]
 
@@ -82,7 +84,6 @@ class AssembledPrompt(CtxkitModel):
         ``system`` section, the last user message the ``query``, everything else ``history``.
         Nothing is dropped; ``total_tokens`` is counted with the model's chat counter.
         """
-        from ctxkit.tokenizers.chat import get_chat_counter
 
         msgs = tuple(messages)
         if not msgs:
@@ -242,13 +243,11 @@ class AssembledPrompt(CtxkitModel):
     @property
     def stable_prefix_fingerprint(self) -> str:
         """SHA-256 of the stable prefix's wire bytes: equal fingerprints mean a shared cacheable prefix."""
-        from ctxkit.cache.layout import stable_prefix_fingerprint
 
         return stable_prefix_fingerprint(self)
 
     @property
     def stable_prefix_tokens(self) -> int:
         """Tokens in the stable prefix (everything before the first per-turn section), by the model's counter."""
-        from ctxkit.cache.layout import stable_prefix_tokens
 
         return stable_prefix_tokens(self)

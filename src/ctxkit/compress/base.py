@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
+from ctxkit.compress.fidelity import FidelityReport, fidelity_report
 from ctxkit.errors import InvalidInputError
 
 __all__ = ["BaseCompressor", "CompressionResult", "TextCompressor", "check_rate"]
@@ -54,7 +55,6 @@ class CompressionResult(CtxkitModel):
 
     def fidelity(self, *, answers: list[str] | None = None, facts: list[str] | None = None) -> FidelityReport:
         """A :class:`~ctxkit.compress.fidelity.FidelityReport` of this compression."""
-        from ctxkit.compress.fidelity import fidelity_report
 
         return fidelity_report(
             self.original,
@@ -104,7 +104,5 @@ def check_rate(rate: float) -> float:
         raise InvalidInputError(f"rate is the share of tokens to keep and must be in (0, 1], got {rate!r}")
     return float(rate)
 
-
-from ctxkit.compress.fidelity import FidelityReport  # noqa: E402  (a cycle-free forward import)
 
 CompressionResult.model_rebuild()

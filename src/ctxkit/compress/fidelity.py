@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
+from ctxkit.tokenizers import get_tokenizer
 
 __all__ = ["FidelityReport", "extract_entities", "extract_numbers", "fidelity_report"]
 
@@ -129,8 +130,6 @@ def fidelity_report(
     Token counts default to ``tokenizer`` (any ctxkit tokenizer spec or model name).
     """
     if tokens_before is None or tokens_after is None:
-        from ctxkit.tokenizers import get_tokenizer
-
         tok = get_tokenizer(tokenizer)
         tokens_before = tok.count(original) if tokens_before is None else tokens_before
         tokens_after = tok.count(compressed) if tokens_after is None else tokens_after

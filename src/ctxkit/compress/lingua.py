@@ -25,9 +25,13 @@ from typing import Any
 
 from ctxkit._optional import require
 from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
+from ctxkit.compress.relevance import _stopwords
+from ctxkit.compress.spans import protected_spans
 from ctxkit.errors import BackendError, InvalidInputError, ResourceError
 from ctxkit.paths import user_cache_dir
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
+from ctxkit.tokenizers._gguf import default_gguf_path
+from ctxkit.tokenizers._tiktoken import ensure_offline_tiktoken
 
 __all__ = ["LLMLinguaCompressor", "convert_gguf_to_hf", "recut_to_rate", "user_cache_dir"]
 
@@ -44,12 +48,7 @@ def convert_gguf_to_hf(
     ``<user cache dir>/hf/<gguf stem>-<size>``. The conversion is written to a temporary
     folder and renamed into place, so an interrupted run never leaves a broken cache.
     """
-    if gguf_path is None:
-        from ctxkit.tokenizers._gguf import default_gguf_path
-
-        src = default_gguf_path()
-    else:
-        src = Path(gguf_path)
+    src = default_gguf_path() if gguf_path is None else Path(gguf_path)
     if not src.is_file():
         raise ResourceError(f"no GGUF file at {str(src)!r}")
     target = Path(out_dir) if out_dir is not None else user_cache_dir() / "hf" / f"{src.stem}-{src.stat().st_size}"
@@ -117,9 +116,6 @@ def recut_to_rate(text: str, target: int, count: Callable[[str], int]) -> tuple[
     """
     import re
 
-    from ctxkit.compress.relevance import _stopwords
-    from ctxkit.compress.spans import protected_spans
-
     words = [m.span() for m in re.finditer(r"\S+", text)]
     prot = protected_spans(text)
     stop = _stopwords()
@@ -170,7 +166,6 @@ class LLMLinguaCompressor(BaseCompressor):
     ) -> None:
         if compressor is None:
             llmlingua = require("llmlingua", feature="the LLMLingua adapter", extra="compress")
-            from ctxkit.tokenizers._tiktoken import ensure_offline_tiktoken
 
             ensure_offline_tiktoken("cl100k_base")
             path = Path(model_path) if model_path is not None else convert_gguf_to_hf()

@@ -44,7 +44,7 @@ from pydantic import ConfigDict, Field
 from ctxkit._model import CtxkitModel
 from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
 from ctxkit.compress.coarse import CoarseToFine
-from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, SentenceScorer
+from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, SentenceScorer, _stopwords
 from ctxkit.compress.scorer import TokenScorer, TokenScores, default_scorer
 from ctxkit.compress.spans import FORCE_KINDS, force_mask, force_spans, strip_keep_tags
 from ctxkit.errors import InvalidInputError
@@ -268,8 +268,6 @@ class TokenPruner(BaseCompressor):
         return out
 
     def _lexical_units(self, text: str, question: str | None) -> tuple[list[tuple[int, int]], FloatArray, IntArray]:
-        from ctxkit.compress.relevance import _stopwords
-
         stop = _stopwords()
         qwords = {w for w in _WORD.findall((question or "").lower()) if w not in stop}
         spans = [m.span() for m in _UNIT.finditer(text)]

@@ -66,6 +66,7 @@ class SentenceFilter(BaseCompressor):
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
+            # lazy: breaks a cycle (ctxkit.retrieval imports ctxkit.compress)
             from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
 
             self._embedder = SentenceTransformerEmbedder()

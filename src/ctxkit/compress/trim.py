@@ -30,9 +30,10 @@ from pydantic import ConfigDict
 from ctxkit._lru import LRUCache
 from ctxkit._model import CtxkitModel
 from ctxkit.assembly import group_turns
+from ctxkit.compress.base import check_rate
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message
-from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter
+from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter, get_tokenizer
 from ctxkit.tokenizers.chat import base_tokens_for
 
 if TYPE_CHECKING:
@@ -224,7 +225,6 @@ class TruncateToolOutputs(BaseHistoryPolicy):
         tokenizer: Tokenizer | str = "gpt-4o",
         marker: str = DEFAULT_MARKER,
     ) -> None:
-        from ctxkit.tokenizers import get_tokenizer
 
         _int(max_tokens, "TruncateToolOutputs(max_tokens)", 1)
         if keep not in ("head", "head_tail"):
@@ -308,7 +308,6 @@ class CompressOlderTurns(BaseHistoryPolicy):
         min_chars: int = 200,
         memo_size: int = 4096,
     ) -> None:
-        from ctxkit.compress.base import check_rate
 
         if not callable(getattr(compressor, "compress", None)):
             raise InvalidInputError(f"{compressor!r} is not a compressor (it needs a compress(text, rate=) method)")

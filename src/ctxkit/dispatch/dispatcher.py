@@ -32,11 +32,15 @@ from ctxkit.dispatch.backends.base import Backend, PromptLike, Request, as_reque
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.errors import AllBackendsFailedError, CircuitOpenError, ContextOverflowError, ResidencyError
 from ctxkit.dispatch.policy import ResidencyPolicy
+from ctxkit.dispatch.registry import get_backend
 from ctxkit.dispatch.resilience import CircuitBreaker, RetryPolicy
 from ctxkit.dispatch.result import Result, StreamEvent
 from ctxkit.dispatch.routing.base import Router
 from ctxkit.errors import BackendError, BudgetError, InvalidInputError, UnknownNameError
 from ctxkit.messages import Message
+from ctxkit.pricing import default_price_book
+from ctxkit.state.hold import BudgetHold
+from ctxkit.tokenizers import get_chat_counter
 
 if TYPE_CHECKING:
     from ctxkit.responses import ResponseCache
@@ -107,7 +111,6 @@ class Dispatcher:
         price_book: Any = None,
         response_cache: ResponseCache | None = None,
     ) -> None:
-        from ctxkit.dispatch.registry import get_backend
 
         if not isinstance(backends, Mapping):
             raise InvalidInputError(
@@ -187,7 +190,6 @@ class Dispatcher:
         also be a backend spec that is not one of the routes, added for these calls
         (``forced("openai:gpt-4o-mini")``). Framework adapters use it for a per-call ``model=``.
         """
-        from ctxkit.dispatch.registry import get_backend
 
         if not isinstance(route, str) or not route:
             raise InvalidInputError(f"a forced route must be a route name or backend spec, not {route!r}")
@@ -235,8 +237,6 @@ class Dispatcher:
         if not self.refit or not isinstance(window, int):
             return request
         try:
-            from ctxkit.tokenizers import get_chat_counter
-
             counter = get_chat_counter(backend.model)
         except UnknownNameError:
             return request
@@ -269,8 +269,6 @@ class Dispatcher:
 
     def _hold(self, request: Request, backend: Backend) -> Any:
         """A :class:`ctxkit.state.hold.BudgetHold` for one call (a no-op without ``budget_store``)."""
-        from ctxkit.pricing import default_price_book
-        from ctxkit.state.hold import BudgetHold
 
         return BudgetHold(
             self.budget_store,

@@ -20,7 +20,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ctxkit.dispatch.backends.anthropic import AnthropicBackend
 from ctxkit.dispatch.backends.base import Backend
+from ctxkit.dispatch.backends.llamacpp import LlamaCppBackend
+from ctxkit.dispatch.backends.openai import OpenAIBackend
 from ctxkit.errors import InvalidInputError, UnknownNameError
 
 __all__ = ["get_backend", "known_backend_kinds", "register_backend"]
@@ -31,8 +34,6 @@ _local_cache: dict[str, Backend] = {}
 
 
 def _llamacpp(arg: str) -> Backend:
-    from ctxkit.dispatch.backends.llamacpp import LlamaCppBackend
-
     key = arg or "default"
     with _lock:
         hit = _local_cache.get(key)
@@ -43,14 +44,10 @@ def _llamacpp(arg: str) -> Backend:
 
 
 def _openai(arg: str) -> Backend:
-    from ctxkit.dispatch.backends.openai import OpenAIBackend
-
     return OpenAIBackend(arg)
 
 
 def _anthropic(arg: str) -> Backend:
-    from ctxkit.dispatch.backends.anthropic import AnthropicBackend
-
     return AnthropicBackend(arg)
 
 
@@ -105,8 +102,6 @@ def get_backend(spec: Any, *, model: str | None = None) -> Backend:
         return spec
     module = type(spec).__module__.split(".")[0]
     if module == "llama_cpp":
-        from ctxkit.dispatch.backends.llamacpp import LlamaCppBackend
-
         return LlamaCppBackend.from_llama(spec, model=model)
     if module in ("openai", "anthropic"):
         if not model:
@@ -114,10 +109,7 @@ def get_backend(spec: Any, *, model: str | None = None) -> Backend:
                 f"wrapping a {type(spec).__name__} needs the model name: get_backend(client, model=...)"
             )
         if module == "openai":
-            from ctxkit.dispatch.backends.openai import OpenAIBackend
-
             return OpenAIBackend.from_client(spec, model)
-        from ctxkit.dispatch.backends.anthropic import AnthropicBackend
 
         return AnthropicBackend.from_client(spec, model)
     raise InvalidInputError(

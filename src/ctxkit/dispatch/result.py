@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field
 from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.messages import ToolCall
+from ctxkit.pricing import cost
 from ctxkit.usage import Usage
 
 __all__ = ["FinishReason", "Result", "StreamEvent", "TokenLogprob", "price_usage"]
@@ -96,6 +97,5 @@ class StreamEvent(CtxkitModel):
 
 def price_usage(usage: Usage, model: str) -> Decimal | None:
     """Cost of ``usage`` on ``model`` from the price book (:mod:`ctxkit.pricing`); ``None`` when unknown."""
-    from ctxkit.pricing import cost
 
     return cost(usage, model)

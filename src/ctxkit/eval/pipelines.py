@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ctxkit.assembly import Assembler
+from ctxkit.budget import Budget
+from ctxkit.compress import TokenPruner
 from ctxkit.errors import InvalidInputError
 from ctxkit.eval.tasks import Task
 from ctxkit.messages import Chunk, Message
+from ctxkit.paths import user_cache_dir
+from ctxkit.retrieval import Document, Retriever, SentenceTransformerEmbedder
+from ctxkit.tokenizers import get_tokenizer
 
 __all__ = [
     "DEFAULT_SYSTEM",
@@ -130,15 +136,11 @@ class CtxkitPipeline:
     def _retriever(self) -> Any:
         if self._factory is not None:
             return self._factory()
-        from ctxkit.retrieval import Retriever
 
         return Retriever(default_embedder(), tokenizer=self.model)
 
     def _asm(self) -> Any:
         if self._assembler is None:
-            from ctxkit.assembly import Assembler
-            from ctxkit.budget import Budget
-
             self._assembler = Assembler(
                 self.model,
                 Budget.for_model(self.model, output_reserve=256),
@@ -148,8 +150,6 @@ class CtxkitPipeline:
         return self._assembler
 
     def build(self, task: Task) -> BuiltPrompt:
-        from ctxkit.retrieval import Document
-
         t0 = time.perf_counter()
         chunks: list[Chunk] = []
         if task.documents:
@@ -162,8 +162,6 @@ class CtxkitPipeline:
         prune_s = 0.0
         if self.prune_rate is not None and chunks:
             if self._pruner is None:
-                from ctxkit.compress import TokenPruner
-
                 self._pruner = TokenPruner()
             t1 = time.perf_counter()
             chunks = self._pruner.compress_chunks(chunks, question=task.question, rate=self.prune_rate)
@@ -216,8 +214,6 @@ class CompressedPipeline:
     @property
     def compressor(self) -> Any:
         if self._compressor is None:
-            from ctxkit.compress import TokenPruner
-
             self._compressor = TokenPruner()
         return self._compressor
 
@@ -270,8 +266,6 @@ class NaivePipeline:
         t0 = time.perf_counter()
         docs = list(task.documents)
         if self.top_k is not None and len(docs) > self.top_k:
-            from ctxkit.retrieval import Document, Retriever
-
             r = Retriever(default_embedder(), dedupe_threshold=None)
             r.add_documents([Document(id=d.id, title=d.title, text=d.text) for d in docs], progress=False)
             keep = {c.doc_id for c in r.search(task.question, self.top_k)}
@@ -307,6 +301,7 @@ class LangChainStylePipeline:
         from langchain_core.messages import trim_messages
         from langchain_core.vectorstores import InMemoryVectorStore
 
+        # lazy: keeps langchain_core optional
         from ctxkit.integrations.langchain import CtxkitEmbeddings, from_ctxkit_messages, to_ctxkit_messages
 
         t0 = time.perf_counter()
@@ -319,8 +314,6 @@ class LangChainStylePipeline:
         context = render_documents([(h.metadata["id"], h.metadata["title"], h.page_content) for h in hits])
         history = list(task.history)
         if history:
-            from ctxkit.tokenizers import get_tokenizer
-
             tok = get_tokenizer("gpt-4o-mini")
             trimmed = trim_messages(
                 from_ctxkit_messages(history),
@@ -371,9 +364,6 @@ _EMBEDDER: list[Any] = []
 def default_embedder() -> Any:
     """One shared MiniLM embedder with an on-disk embedding cache (every pipeline embeds with it)."""
     if not _EMBEDDER:
-        from ctxkit.paths import user_cache_dir
-        from ctxkit.retrieval import SentenceTransformerEmbedder
-
         _EMBEDDER.append(SentenceTransformerEmbedder(cache=user_cache_dir() / "eval-embeddings.sqlite"))
     return _EMBEDDER[0]
 

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from pydantic import ConfigDict
 
 from ctxkit._model import CtxkitModel
+from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 
 __all__ = [
@@ -397,7 +398,6 @@ class Report(CtxkitModel):
 
     def pareto(self, path: str | Path, *, title: str = "accuracy vs cost per task") -> Path:
         """Save the accuracy-vs-cost scatter (95% intervals as error bars, the Pareto front as a line)."""
-        from ctxkit._optional import require
 
         matplotlib = require("matplotlib", feature="the Pareto plot", extra="viz")
         matplotlib.use("Agg")

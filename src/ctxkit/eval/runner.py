@@ -26,10 +26,12 @@ from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.backends.base import BaseBackend, Request, estimate_usage
+from ctxkit.dispatch.registry import get_backend
 from ctxkit.dispatch.result import Result
 from ctxkit.errors import CtxkitError, InvalidInputError
 from ctxkit.eval.pipelines import Pipeline
-from ctxkit.eval.scorers import ContainsGold, ExactMatch, Scorer, TokenF1, get_scorer
+from ctxkit.eval.report import build_report
+from ctxkit.eval.scorers import ContainsGold, ExactMatch, Scorer, TokenF1, get_scorer, normalize_answer
 from ctxkit.eval.tasks import Task
 from ctxkit.pricing import cost as list_cost
 from ctxkit.usage import Usage
@@ -46,8 +48,6 @@ class PricedBackend(BaseBackend):
     """
 
     def __init__(self, backend: Any, price_as: str, *, name: str | None = None) -> None:
-        from ctxkit.dispatch.registry import get_backend
-
         self.inner = get_backend(backend)
         self.price_as = price_as
         super().__init__(name or f"{self.inner.name}@{price_as}", self.inner.model, local=self.inner.local)
@@ -150,8 +150,6 @@ def evidence_stats(task: Task, context: str) -> tuple[bool | None, float | None,
     ctx = _squash(context)
     answer = None
     if task.answers and ctx:
-        from ctxkit.eval.scorers import normalize_answer
-
         norm = f" {normalize_answer(context)} "
         answer = any((n := normalize_answer(a)) and f" {n} " in norm for a in task.answers)
     if not task.evidence:
@@ -182,7 +180,6 @@ class EvalRun:
 
     def report(self, baseline: str | None = None, **kw: Any) -> Any:
         """A :class:`~ctxkit.eval.report.Report` over these records (see :func:`~ctxkit.eval.report.build_report`)."""
-        from ctxkit.eval.report import build_report
 
         return build_report(self.records, baseline=baseline, **kw)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from ctxkit._model import CtxkitModel
+from ctxkit.datasets import hotpotqa, squad_v2_dev
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.messages import Message
 
@@ -84,7 +85,6 @@ def from_qa_example(example: Any) -> Task:
 
 def hotpotqa_tasks(split: Literal["dev", "heldout"] = "heldout", n: int | None = None, offset: int = 0) -> list[Task]:
     """HotpotQA (distractor setting) as tasks, in file order: ``n`` tasks from ``offset``."""
-    from ctxkit.datasets import hotpotqa
 
     examples = hotpotqa(split)
     end = None if n is None else offset + n
@@ -93,7 +93,6 @@ def hotpotqa_tasks(split: Literal["dev", "heldout"] = "heldout", n: int | None =
 
 def squad_tasks(n: int | None = None, offset: int = 0) -> list[Task]:
     """SQuAD v2 dev (answerable questions) as tasks, in file order: for final reports only."""
-    from ctxkit.datasets import squad_v2_dev
 
     end = None if n is None else offset + n
     return [from_qa_example(e) for e in squad_v2_dev()[offset:end]]

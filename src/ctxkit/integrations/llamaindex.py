@@ -66,9 +66,14 @@ from llama_index.core.schema import (  # noqa: E402
 from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore  # noqa: E402
 from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 
+from ctxkit.assembly.assembler import group_turns  # noqa: E402
+from ctxkit.compress.trim import TokenWindow, TruncateToolOutputs  # noqa: E402
+from ctxkit.dispatch import Dispatcher  # noqa: E402
 from ctxkit.errors import InvalidInputError  # noqa: E402
 from ctxkit.integrations._common import PackReport, pack_texts, result_metadata  # noqa: E402
 from ctxkit.messages import Chunk, Message, ToolCall, canonical_json  # noqa: E402
+from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
+from ctxkit.tokenizers import get_chat_counter, get_tokenizer  # noqa: E402
 from ctxkit.usage import Usage  # noqa: E402
 
 __all__ = [
@@ -158,7 +163,6 @@ class CtxkitNodePostprocessor(BaseNodePostprocessor):
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        from ctxkit.tokenizers import get_tokenizer
 
         tok = get_tokenizer(self.tokenizer)
         texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
@@ -357,8 +361,6 @@ class CtxkitLLM(LLM):
         )
 
     def _dispatcher(self) -> Any:
-        from ctxkit.dispatch import Dispatcher
-
         if self._resolved is None:
             target = self.dispatcher
             self._resolved = (
@@ -532,9 +534,6 @@ class CtxkitChatMemory(BaseChatStoreMemory):
 
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """The newest whole turns that fit ``token_limit`` (minus the tokens of ``input`` when given)."""
-        from ctxkit.assembly.assembler import group_turns
-        from ctxkit.compress.trim import TokenWindow, TruncateToolOutputs
-        from ctxkit.tokenizers import get_chat_counter
 
         stored = self.chat_store.get_messages(self.chat_store_key)
         if not stored:
@@ -573,8 +572,6 @@ class CtxkitEmbedding(BaseEmbedding):
 
     def __init__(self, embedder: Any = None, **kwargs: Any) -> None:
         if embedder is None:
-            from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
-
             embedder = SentenceTransformerEmbedder()
         kwargs.setdefault("model_name", str(embedder.name))
         super().__init__(embedder=embedder, **kwargs)

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 from ctxkit.responses.entry import CacheEntry
 
@@ -313,7 +314,6 @@ class RedisBackend:
         if client is None:
             if not url:
                 raise InvalidInputError("RedisBackend needs url='redis://host:port/db' or client=redis.Redis(...)")
-            from ctxkit._optional import require
 
             redis = require("redis", feature="RedisBackend", extra="state", package="redis")
             client = redis.Redis.from_url(url)

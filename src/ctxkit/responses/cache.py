@@ -37,6 +37,7 @@ from ctxkit.responses.backends import CacheBackend, MemoryBackend
 from ctxkit.responses.entry import CacheEntry, CacheHit, Provenance
 from ctxkit.responses.guard import QueryFeatures, SemanticGuard
 from ctxkit.responses.keys import ExactKey
+from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
 from ctxkit.usage import Usage
 
 __all__ = ["CacheStats", "ResponseCache"]
@@ -142,8 +143,6 @@ class ResponseCache:
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
-
                     self._embedder = SentenceTransformerEmbedder()
         return self._embedder
 

@@ -37,6 +37,7 @@ from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 from ctxkit.paths import atomic_write
 from ctxkit.retrieval.chunking import Chunker, Document
+from ctxkit.retrieval.fast_embed import default_fast_backend, make_embedder
 from ctxkit.retrieval.index import FaissIndex, IndexKind
 
 __all__ = ["IngestReport", "ingest"]
@@ -89,8 +90,6 @@ class _EmbedActor:
     """One embedder per Ray actor, loaded once; counts what it embedded and what the cache served."""
 
     def __init__(self, backend: str, cache_path: str | None, threads: int, options: dict[str, Any]) -> None:
-        from ctxkit.retrieval.fast_embed import make_embedder
-
         opts = dict(options)
         if backend != "static" and backend != "torch":
             opts.setdefault("threads", threads)
@@ -170,7 +169,6 @@ def ingest(
     from ray.data import ActorPoolStrategy
 
     t0 = time.perf_counter()
-    from ctxkit.retrieval.fast_embed import default_fast_backend
 
     resolved = default_fast_backend() if backend == "fast" else backend
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * workers)))

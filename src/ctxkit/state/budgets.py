@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import ConfigDict, Field, field_validator
 
 from ctxkit._model import CtxkitModel
+from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.secrets import redact_text
 from ctxkit.telemetry.budgets import WorkflowBudget, WorkflowBudgetExceededError
@@ -570,7 +571,6 @@ class RedisBudgetStore(_BaseStore):
         client: Any = None,
     ) -> None:
         super().__init__(limits, clock=clock)
-        from ctxkit._optional import require
 
         redis = require("redis", feature="the Redis budget store", extra="state")
         if not isinstance(url, str) or "://" not in url:

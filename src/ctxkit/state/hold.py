@@ -10,6 +10,7 @@ from typing import Any
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.pricing import PriceBook
 from ctxkit.state.budgets import BudgetStore, Reservation
+from ctxkit.tokenizers import get_chat_counter
 from ctxkit.usage import Usage
 
 __all__ = ["BudgetHold", "worst_case_cost", "worst_case_input_tokens"]
@@ -17,7 +18,6 @@ __all__ = ["BudgetHold", "worst_case_cost", "worst_case_input_tokens"]
 
 def worst_case_input_tokens(request: Any, model: str) -> int:
     """The request's input tokens on ``model``; without a tokenizer for it, its characters (never fewer)."""
-    from ctxkit.tokenizers import get_chat_counter
 
     try:
         return int(get_chat_counter(model).count_messages(request.messages, request.tools))

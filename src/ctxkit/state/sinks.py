@@ -26,9 +26,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.secrets import redact_text
 from ctxkit.state.budgets import _sqlite_path, _SQLiteConnections
+from ctxkit.telemetry.ledger import _ledger_path
 from ctxkit.telemetry.record import CallRecord
 
 __all__ = ["JSONLSink", "LedgerSink", "PostgresSink", "SQLiteSink"]
@@ -104,8 +106,6 @@ class JSONLSink:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        from ctxkit.telemetry.ledger import _ledger_path
-
         p = _ledger_path(path)
         assert p is not None
         self.path: Path = p
@@ -237,8 +237,6 @@ class PostgresSink:
     """
 
     def __init__(self, url: str, *, table: str = "ctxkit_ledger") -> None:
-        from ctxkit._optional import require
-
         require("psycopg", feature="the PostgreSQL ledger sink", extra="state")
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
             raise InvalidInputError("PostgresSink takes a postgresql:// URL")

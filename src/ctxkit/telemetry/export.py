@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ctxkit import __version__
 from ctxkit._optional import require
 from ctxkit.telemetry.record import CallRecord
 
@@ -130,7 +131,6 @@ class OTelExporter:
         trace = require(
             "opentelemetry.trace", feature="OpenTelemetry export", extra="otel", package="opentelemetry-api"
         )
-        from ctxkit import __version__
 
         self._trace = trace
         self._tracer = trace.get_tracer("ctxkit", __version__, tracer_provider=tracer_provider)

@@ -18,6 +18,8 @@ from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError
 from ctxkit.pricing import PriceBook, default_price_book
 from ctxkit.secrets import get_logger
 from ctxkit.telemetry.budgets import WorkflowBudget, check, enforce
+from ctxkit.telemetry.export import OTelExporter, records_to_dataframe
+from ctxkit.telemetry.plots import plot_cost_over_time, plot_tokens_by_section
 from ctxkit.telemetry.record import CallFacts, CallRecord
 from ctxkit.telemetry.report import Report, build_report
 from ctxkit.usage import Usage
@@ -152,6 +154,7 @@ class Ledger:
         self.path = _ledger_path(path)
         self.sink: Any = None
         if sink is not None:
+            # lazy: breaks a cycle (ctxkit.state builds on ctxkit.telemetry)
             from ctxkit.state.sinks import _check_sink
 
             self.sink = _check_sink(sink)
@@ -499,13 +502,11 @@ class Ledger:
 
     def to_dataframe(self) -> Any:
         """The records as a pandas DataFrame, one row per call (extra ``viz``)."""
-        from ctxkit.telemetry.export import records_to_dataframe
 
         return records_to_dataframe(self.records)
 
     def to_otel(self, tracer_provider: Any = None) -> int:
         """Emit every record as an OpenTelemetry span (GenAI semantic conventions; extra ``otel``)."""
-        from ctxkit.telemetry.export import OTelExporter
 
         exporter = OTelExporter(tracer_provider)
         for r in self.records:
@@ -513,13 +514,9 @@ class Ledger:
         return len(self)
 
     def plot_cost_over_time(self, ax: Any = None, *, by: str = "workflow") -> Any:
-        from ctxkit.telemetry.plots import plot_cost_over_time
-
         return plot_cost_over_time(self.records, ax=ax, by=by)
 
     def plot_tokens_by_section(self, ax: Any = None) -> Any:
-        from ctxkit.telemetry.plots import plot_tokens_by_section
-
         return plot_tokens_by_section(self.records, ax=ax)
 
     # ------------------------------------------------------------------ display

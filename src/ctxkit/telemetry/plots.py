@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ctxkit._optional import require
+from ctxkit.errors import InvalidInputError
 from ctxkit.telemetry.record import CallRecord
 
 if TYPE_CHECKING:
@@ -80,8 +81,6 @@ def plot_cost_over_time(records: Sequence[CallRecord], ax: Any = None, *, by: st
     Calls with an unknown price are not drawn; the title says how many.
     """
     if by not in ("workflow", "model"):
-        from ctxkit.errors import InvalidInputError
-
         raise InvalidInputError(f"plot_cost_over_time: by must be 'workflow' or 'model', got {by!r}")
     ax = _axes(ax)
     series: dict[str, tuple[list[Any], list[float]]] = {}

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
+from ctxkit._optional import require
+from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.telemetry.record import CallRecord
 from ctxkit.usage import Usage
 
@@ -29,7 +31,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     Raises :class:`~ctxkit.errors.InvalidInputError` for ``q`` outside [0, 100] and for values that are
     not finite numbers.
     """
-    from ctxkit.errors import InvalidInputError
 
     if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 100:
         raise InvalidInputError(f"percentile q must be a number from 0 to 100, got {q!r}")
@@ -314,7 +315,6 @@ class Report(CtxkitModel):
         for r in self.rows:
             if r.workflow == workflow and r.model == model:
                 return r
-        from ctxkit.errors import UnknownNameError
 
         raise UnknownNameError("report row", f"{workflow}/{model}", [f"{r.workflow}/{r.model}" for r in self.rows])
 
@@ -410,7 +410,6 @@ class Report(CtxkitModel):
 
     def to_dataframe(self) -> Any:
         """The rows (and the total) as a pandas DataFrame (extra ``viz``)."""
-        from ctxkit._optional import require
 
         pd = require("pandas", feature="Report.to_dataframe", extra="viz")
         return pd.DataFrame([r.as_dict() for r in [*self.rows, self.total]])
@@ -429,12 +428,8 @@ def build_report(
         by = (by,)
     by = tuple(by) if isinstance(by, Iterable) else (by,)
     if not by or not all(isinstance(b, str) and b in allowed for b in by):
-        from ctxkit.errors import InvalidInputError
-
         raise InvalidInputError(f"report 'by' must be a subset of {sorted(allowed)}, got {list(by)}")
     if baseline_model is not None and not isinstance(baseline_model, str):
-        from ctxkit.errors import InvalidInputError
-
         raise InvalidInputError(f"baseline_model must be a model name (str), not {type(baseline_model).__name__}")
     groups: dict[tuple[str, str], list[CallRecord]] = {}
     for r in records:

@@ -23,6 +23,7 @@ from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.messages import Message, ToolSpec
 from ctxkit.models import ModelInfo, get_model
 from ctxkit.secrets import redact, redact_text
+from ctxkit.tokenizers import get_chat_counter, get_tokenizer
 from ctxkit.usage import Usage
 
 __all__ = ["Backend", "BaseBackend", "PromptLike", "Request", "as_request", "estimate_usage"]
@@ -160,7 +161,6 @@ def estimate_usage(request: Request, model: str, text: str) -> Usage:
 
     Uses the model's own chat counter when the model is registered, else o200k_base.
     """
-    from ctxkit.tokenizers import get_chat_counter, get_tokenizer
 
     try:
         counter = get_chat_counter(model)

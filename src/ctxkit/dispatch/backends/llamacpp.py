@@ -26,6 +26,7 @@ from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogpr
 from ctxkit.errors import InvalidInputError
 from ctxkit.gguf import LocalModel, WeightType, load_llama
 from ctxkit.messages import ToolCall
+from ctxkit.tokenizers.chat import _template_formatter
 from ctxkit.toolcalls import parse_tool_calls, required_tool_names, tool_call_grammar
 from ctxkit.usage import Usage
 
@@ -43,8 +44,6 @@ class LlamaCppBackend(BaseBackend):
     """
 
     def __init__(self, llama: Any, *, model: str | None = None, name: str | None = None) -> None:
-        from ctxkit.tokenizers.chat import _template_formatter
-
         path = Path(str(getattr(llama, "model_path", "") or "model.gguf"))
         model = model or _model_name(path)
         super().__init__(name or f"llamacpp:{model}", model, local=True)

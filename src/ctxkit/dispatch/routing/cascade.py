@@ -15,6 +15,7 @@ from typing import Any
 
 from ctxkit.dispatch.backends.base import Backend, BaseBackend, Request
 from ctxkit.dispatch.decision import RouteDecision
+from ctxkit.dispatch.registry import get_backend
 from ctxkit.dispatch.result import Result
 from ctxkit.errors import InvalidInputError
 from ctxkit.usage import Usage
@@ -50,7 +51,6 @@ class Cascade(BaseBackend):
         scorer: Verifier | str = "mean_logprob",
         name: str = "cascade",
     ) -> None:
-        from ctxkit.dispatch.registry import get_backend
 
         self.steps: list[Backend] = [get_backend(s) for s in steps]
         if len(self.steps) < 2:

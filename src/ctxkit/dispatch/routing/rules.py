@@ -11,6 +11,7 @@ from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result
 from ctxkit.errors import InvalidInputError
+from ctxkit.tokenizers import get_chat_counter
 from ctxkit.tokenizers.chat import ChatCounter
 
 __all__ = ["Rule", "RulesRouter"]
@@ -96,8 +97,6 @@ class RulesRouter:
         if request.prompt is not None:
             return request.prompt.total_tokens
         if self.counter is None:
-            from ctxkit.tokenizers import get_chat_counter
-
             self.counter = get_chat_counter("gpt-4o")
         return self.counter.count_messages(request.messages, request.tools)
 

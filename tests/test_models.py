@@ -18,10 +18,25 @@ def test_facts_and_capabilities() -> None:
 
 
 def test_prices_come_from_the_price_book() -> None:
-    price = get_model("gpt-4o").price()
+    from ctxkit.pricing import get_price
+
+    price = get_price(get_model("gpt-4o").name)
     assert price is not None and price.input > 0
-    local = get_model("smollm2-135m-instruct").price()
+    local = get_price(get_model("smollm2-135m-instruct").name)
     assert local is not None and local.input == 0
+
+
+def test_the_model_registry_does_not_import_the_price_book() -> None:
+    """models -> pricing would close a cycle: the price book asks the registry which models are local."""
+    import ast
+    import inspect
+
+    from ctxkit import models
+
+    imported = {
+        n.module for n in ast.walk(ast.parse(inspect.getsource(models))) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    assert "ctxkit.pricing" not in imported
 
 
 def test_users_register_their_own_models(monkeypatch: pytest.MonkeyPatch) -> None:

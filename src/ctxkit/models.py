@@ -8,15 +8,12 @@ models with :func:`register_model`.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError, UnknownNameError
-
-if TYPE_CHECKING:
-    from ctxkit.pricing import ModelPrice
 
 __all__ = ["ModelInfo", "get_model", "known_models", "register_model"]
 
@@ -51,13 +48,6 @@ class ModelInfo(CtxkitModel):
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
-
-    def price(self) -> ModelPrice | None:
-        """This model's entry in the price book (:mod:`ctxkit.pricing`), or ``None``."""
-        # lazy: breaks a cycle (the price book asks this registry which models are local)
-        from ctxkit.pricing import get_price
-
-        return get_price(self.name)
 
 
 def _m(

@@ -533,7 +533,7 @@ class CtxkitChatMemory(BaseChatStoreMemory):
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """The newest whole turns that fit ``token_limit`` (minus the tokens of ``input`` when given)."""
         from ctxkit.assembly.assembler import group_turns
-        from ctxkit.compress.trim import TokenWindow, TruncateToolOutputs
+        from ctxkit.compress.history import TokenWindow, TruncateToolOutputs
         from ctxkit.tokenizers import get_chat_counter
 
         stored = self.chat_store.get_messages(self.chat_store_key)

@@ -35,7 +35,7 @@ from ctxkit.compress import (
     TrimPipeline,
     TruncateToolOutputs,
 )
-from ctxkit.compress.trim import CompressOlderTurns
+from ctxkit.compress.history import CompressOlderTurns
 from ctxkit.dispatch import CircuitBreaker, Dispatcher, RetryPolicy
 from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.backends.function import FunctionBackend

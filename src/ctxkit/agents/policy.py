@@ -47,7 +47,8 @@ from ctxkit.assembly import group_turns
 from ctxkit.cache.compaction import decide_compaction
 from ctxkit.cache.prices import CachePrices, prices_for
 from ctxkit.cache.rules import CacheRules, rules_for
-from ctxkit.compress.summarize import CompactingHistory, CompactionTrigger, Summarizer
+from ctxkit.compress.compaction import CompactingHistory, CompactionTrigger
+from ctxkit.compress.summarize import Summarizer
 from ctxkit.errors import InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Message, ToolSpec, canonical_json
 from ctxkit.tokenizers import ChatCounter, Tokenizer, get_chat_counter, get_tokenizer

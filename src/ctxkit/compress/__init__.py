@@ -6,7 +6,19 @@ LLMLingua adapter); trimming and fidelity reports are pure and need nothing.
 
 from ctxkit.compress.base import BaseCompressor, CompressionResult, TextCompressor
 from ctxkit.compress.coarse import CoarseToFine, parse_structure
+from ctxkit.compress.compaction import CompactingHistory, CompactionTrigger, SummaryEpoch
 from ctxkit.compress.fidelity import FidelityReport, extract_entities, extract_numbers, fidelity_report
+from ctxkit.compress.history import (
+    BaseHistoryPolicy,
+    CompressOlderTurns,
+    HistoryPolicy,
+    KeepLastTurns,
+    TokenWindow,
+    TrimPipeline,
+    TrimReport,
+    TruncateToolOutputs,
+    is_mandatory_turn,
+)
 from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, join_units, select_units
 from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, RelevanceWeights, ScoredPassage, SentenceScorer
@@ -17,24 +29,10 @@ from ctxkit.compress.summarize import (
     BackendSummarizer,
     BaseSummarizer,
     CallableSummarizer,
-    CompactingHistory,
-    CompactionTrigger,
     ExtractiveSummarizer,
     LlamaCppSummarizer,
     Summarizer,
-    SummaryEpoch,
     render_transcript,
-)
-from ctxkit.compress.trim import (
-    BaseHistoryPolicy,
-    CompressOlderTurns,
-    HistoryPolicy,
-    KeepLastTurns,
-    TokenWindow,
-    TrimPipeline,
-    TrimReport,
-    TruncateToolOutputs,
-    is_mandatory_turn,
 )
 
 __all__ = [

@@ -67,7 +67,7 @@ from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore  
 from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 
 from ctxkit.assembly.assembler import group_turns  # noqa: E402
-from ctxkit.compress.trim import TokenWindow, TruncateToolOutputs  # noqa: E402
+from ctxkit.compress.history import TokenWindow, TruncateToolOutputs  # noqa: E402
 from ctxkit.dispatch import Dispatcher  # noqa: E402
 from ctxkit.errors import InvalidInputError  # noqa: E402
 from ctxkit.integrations._common import PackReport, pack_texts, result_metadata  # noqa: E402

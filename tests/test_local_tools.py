@@ -70,6 +70,12 @@ def test_parse_tool_calls_forms() -> None:
         assert parse_tool_calls(keep, names) == (keep, [])
     # same call, same id: deterministic
     assert parse_tool_calls(text, names)[1] == parse_tool_calls(text, names)[1]
+    # the same call in another request (another context) gets another id: ids stay unique across turns
+    turn1 = parse_tool_calls(text, names, context="prompt-1")[1]
+    turn2 = parse_tool_calls(text, names, context="prompt-2")[1]
+    assert [c.id for c in turn1] == [c.id for c in parse_tool_calls(text, names, context="prompt-1")[1]]
+    assert not {c.id for c in turn1} & {c.id for c in turn2}
+    assert [c.model_dump(exclude={"id"}) for c in turn1] == [c.model_dump(exclude={"id"}) for c in turn2]
 
 
 def test_inline_tools_rendering() -> None:

@@ -100,12 +100,12 @@ def inline_tools(
     return out
 
 
-def _call_id(index: int, name: str, arguments: str) -> str:
-    digest = hashlib.sha256(f"{index}:{name}:{arguments}".encode()).hexdigest()[:12]
+def _call_id(index: int, name: str, arguments: str, context: str) -> str:
+    digest = hashlib.sha256(f"{context}\0{index}:{name}:{arguments}".encode()).hexdigest()[:24]
     return f"call_{digest}"
 
 
-def _as_call(obj: Any, names: set[str] | None, index: int) -> ToolCall | None:
+def _as_call(obj: Any, names: set[str] | None, index: int, context: str) -> ToolCall | None:
     if not isinstance(obj, dict):
         return None
     name = obj.get("name")
@@ -120,11 +120,18 @@ def _as_call(obj: Any, names: set[str] | None, index: int) -> ToolCall | None:
     if not isinstance(args, dict):
         return None
     arguments = json.dumps(args, ensure_ascii=False)
-    return ToolCall(id=_call_id(index, name, arguments), name=name, arguments=arguments)
+    return ToolCall(id=_call_id(index, name, arguments, context), name=name, arguments=arguments)
 
 
-def parse_tool_calls(text: str, tool_names: Sequence[str] | None = None) -> tuple[str, list[ToolCall]]:
+def parse_tool_calls(
+    text: str, tool_names: Sequence[str] | None = None, *, context: str = ""
+) -> tuple[str, list[ToolCall]]:
     """Split generated ``text`` into its prose and the tool calls it makes.
+
+    Call ids are deterministic: a digest of ``context`` (pass something unique to the request, such
+    as a digest of the prompt), the call's position, name and arguments. The same request parsed
+    twice gives the same ids; the same call made in a later turn gets a new one, as providers that
+    require unique ids across a conversation expect.
 
     Calls are ``<tool_call>`` blocks holding ``{"name": ..., "arguments": {...}}`` (an
     unclosed last block counts when its JSON is complete), or a whole reply that is one
@@ -140,7 +147,7 @@ def parse_tool_calls(text: str, tool_names: Sequence[str] | None = None) -> tupl
             obj = json.loads(match.group(1))
         except ValueError:
             obj = None
-        call = _as_call(obj, names, len(calls))
+        call = _as_call(obj, names, len(calls), context)
         if call is None:
             continue
         kept.append(text[pos : match.start()])
@@ -151,7 +158,7 @@ def parse_tool_calls(text: str, tool_names: Sequence[str] | None = None) -> tupl
         bare = text.strip()
         if bare.startswith("{") and bare.endswith("}"):
             try:
-                call = _as_call(json.loads(bare), names, 0)
+                call = _as_call(json.loads(bare), names, 0, context)
             except ValueError:
                 call = None
             if call is not None:

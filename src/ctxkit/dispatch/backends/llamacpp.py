@@ -10,8 +10,10 @@ live logits, so logprobs cost nothing extra (no ``logits_all`` buffer).
 from __future__ import annotations
 
 import codecs
+import hashlib
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
@@ -210,7 +212,9 @@ class LlamaCppBackend(BaseBackend):
                 text += tail
             calls: list[ToolCall] = []
             if names is not None:
-                text, calls = parse_tool_calls(text, names)
+                # ids unique per request (its prompt tokens), stable when the same request is made again
+                salt = hashlib.sha256(array("i", tokens).tobytes()).hexdigest()
+                text, calls = parse_tool_calls(text, names, context=salt)
                 if calls:
                     finish = "tool_calls"
             if len(text) > emitted:

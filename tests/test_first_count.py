@@ -219,3 +219,23 @@ def test_first_counts_in_a_fresh_process_import_neither_pydantic_nor_tiktoken(tm
     assert warm["later"] == len(o200k.encode_ordinary("naïve café — 漢字"))
     assert warm["again"] == [len(o200k.encode_ordinary(t + "!")) for t in texts]
     assert warm["tiktoken"] is True
+
+
+def test_a_stale_or_damaged_index_is_rewritten_when_tiktoken_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CTXKIT_CACHE_DIR", str(tmp_path))
+    path = _index_path("o200k_base")  # where a process with this cache directory looks
+    path.parent.mkdir(parents=True)
+    cl100k = get_encoding("cl100k_base")
+    write_index(path, _write, cl100k._pat_str, {b"x": 1})  # sound file, wrong pattern and ranks
+    env = {**os.environ, "CTXKIT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}
+    probe = "from ctxkit.tokenizers._tiktoken import get_encoding; get_encoding('o200k_base')"
+    subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True)
+    rewritten = QuickCounter(path, budget=sys.maxsize)
+    o200k = get_encoding("o200k_base")
+    assert rewritten.pat_str == o200k._pat_str
+    assert rewritten.count("hello world, it's 2024") == len(o200k.encode_ordinary("hello world, it's 2024"))
+    path.write_bytes(b"CTXKBPE1 garbage")
+    subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True)
+    assert QuickCounter(path).pat_str == o200k._pat_str

@@ -168,7 +168,7 @@ def _store_fast(name: str, enc: tiktoken.Encoding) -> None:
 
 
 def _tiktoken_stamp() -> str:
-    """Size and mtime of the installed tiktoken package, found without importing it (~20 ms).
+    """Size and mtime of the installed tiktoken package, found without importing it (that takes ~20 ms).
 
     A rank index is only used with the tiktoken it was written next to: another version could
     pre-tokenize differently, and the index answers before tiktoken is ever imported.
@@ -204,23 +204,26 @@ def quick_counter(name: str) -> QuickCounter | None:
 
 
 def _store_index(name: str, enc: tiktoken.Encoding) -> None:
-    """Write the rank index :class:`QuickCounter` reads (an unwritable cache only means no quick counts)."""
-    counter = _quick.get(name)
-    if counter is not None:
-        counter.retired = True  # tiktoken's encoder is loaded now: it is the faster way
-        return
+    """Write the rank index :class:`QuickCounter` reads unless a sound one for ``enc`` exists.
+
+    An unwritable cache only means no quick counts in later processes.
+    """
+    current = _quick.get(name)
+    if current is not None:
+        current.retired = True  # tiktoken's encoder is loaded now: it is the faster way
     pat_str = getattr(enc, "_pat_str", None)
     ranks = getattr(enc, "_mergeable_ranks", None)
     if not (isinstance(pat_str, str) and isinstance(ranks, dict)):
         return
     try:
         path = _index_path(name)
-        if path.is_file():
+        if current is None and path.is_file():
             try:
-                QuickCounter(path)
-                return
+                current = QuickCounter(path)
             except DamagedIndexError:
-                pass
+                current = None
+        if current is not None and current.pat_str == pat_str:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def write(target: Path, data: bytes) -> None:

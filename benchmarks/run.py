@@ -73,6 +73,7 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("cached_speedup", "tiktoken, repeat counts", "≥ 10"),
         ("mismatches", "tiktoken, cl100k + o200k", "0"),
         ("import_ms", "—", "< 150"),
+        ("first_count_ms", "—", "≤ 50"),
     ],
     "assembly": [
         ("ratio_vs_langchain", "LangChain (peer time / ctxkit time)", "≥ 10"),

@@ -20,10 +20,17 @@ Fields:
 * ``mismatches`` — count differences against ``len(enc.encode_ordinary(t))`` over all texts, for
   cl100k_base and o200k_base, through ``count`` (cold and cached), ``count_many`` and
   ``ctxkit.count_tokens(text, model)`` (must be 0);
+* ``quick_mismatches`` — the same check for the quick path that counts short ASCII texts
+  before tiktoken's encoder is built (``ctxkit.tokenizers._quickbpe``, over this machine's rank
+  index, budget unlimited), over every text it answers (``quick_answered`` of them; must be 0);
 * ``import_ms`` — ``import ctxkit`` in fresh interpreters (perf_counter around the import),
-  target < 150; ``first_count_ms`` — import plus the first ``ctxkit.count_tokens`` (loads
-  pydantic, tiktoken and the rank file); ``heavy_modules_on_import`` — optional dependencies
-  found in ``sys.modules`` after ``import ctxkit`` (must be empty).
+  target < 150; ``first_count_ms`` — import plus the first ``ctxkit.count_tokens`` (a short
+  ASCII text for gpt-4o: the quick path, no pydantic, no tiktoken), target ≤ 50;
+  ``first_count_modules`` — which of pydantic/tiktoken that first count imported (must be empty);
+  ``heavy_modules_on_import`` — optional dependencies found in ``sys.modules`` after
+  ``import ctxkit`` (must be empty). The interpreters may write bytecode, and one unmeasured run
+  goes first, so the figures are those of an installed package (pip compiles it), not of
+  compiling ctxkit's sources in every process.
 
 Ratios are medians with min–max over the repetitions.
 """
@@ -43,7 +50,8 @@ from _timing import spread, timed
 
 import ctxkit
 from ctxkit.tokenizers import get_tokenizer
-from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
+from ctxkit.tokenizers._quickbpe import QuickCounter
+from ctxkit.tokenizers._tiktoken import TiktokenTokenizer, _index_path, get_encoding
 
 HEAVY = (
     "torch", "transformers", "sentence_transformers", "langchain_core", "llama_index", "openai",
@@ -58,7 +66,8 @@ import ctxkit
 t1 = time.perf_counter()
 ctxkit.count_tokens("hello world", "gpt-4o")
 t2 = time.perf_counter()
-print(json.dumps({{"import_ms": (t1 - t) * 1e3, "first_count_ms": (t2 - t) * 1e3}}))
+loaded = sorted(m for m in ("pydantic", "tiktoken") if m in sys.modules)
+print(json.dumps({{"import_ms": (t1 - t) * 1e3, "first_count_ms": (t2 - t) * 1e3, "loaded": loaded}}))
 """
 
 
@@ -71,15 +80,20 @@ def texts_for(quick: bool) -> list[str]:
 
 def _import_stats(runs: int) -> dict[str, Any]:
     code = _IMPORT_SNIPPET.format()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
+    # any value of PYTHONDONTWRITEBYTECODE (even "0") stops bytecode being written
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     import_ms: list[float] = []
     first_ms: list[float] = []
     heavy: set[str] = set()
-    for _ in range(runs):
+    first_loaded: set[str] = set()
+    for rep in range(runs + 1):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
         data = json.loads(out.stdout.strip().splitlines()[-1])
+        if rep == 0:
+            continue  # writes the bytecode (an installed package has it from pip)
         import_ms.append(data["import_ms"])
         first_ms.append(data["first_count_ms"])
+        first_loaded.update(data["loaded"])
     # which optional modules does a bare `import ctxkit` pull in?
     probe = f"import sys; import ctxkit; print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
@@ -99,6 +113,7 @@ def _import_stats(runs: int) -> dict[str, Any]:
         "import_ms_importtime": round(cumulative_us / 1e3, 2),
         "first_count_ms": round(statistics.median(first_ms), 1),
         "first_count_ms_range": spread(first_ms, 1),
+        "first_count_modules": sorted(first_loaded),
         "heavy_modules_on_import": sorted(heavy),
     }
 
@@ -118,6 +133,19 @@ def _mismatches(texts: list[str]) -> dict[str, int]:
             for a, b, c, d, r in zip(first, again, many, model_counts, ref, strict=True)
         )
     return out
+
+
+def _quick_mismatches(texts: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Differences from tiktoken of the quick path's counts, and how many texts it answered."""
+    wrong: dict[str, int] = {}
+    answered: dict[str, int] = {}
+    for encoding in ("cl100k_base", "o200k_base"):
+        enc = get_encoding(encoding)  # also writes the rank index if this machine has none yet
+        quick = QuickCounter(_index_path(encoding), budget=sys.maxsize)
+        pairs = [(q, len(enc.encode_ordinary(t))) for t in texts if (q := quick.count(t)) is not None]
+        wrong[encoding] = sum(q != r for q, r in pairs)
+        answered[encoding] = len(pairs)
+    return wrong, answered
 
 
 def main(argv: list[str]) -> dict[str, object]:
@@ -177,6 +205,7 @@ def main(argv: list[str]) -> dict[str, object]:
         control.append(t_t2 / t_t)
 
     mism = _mismatches(texts)
+    quick_wrong, quick_answered = _quick_mismatches(texts)
     result: dict[str, object] = {
         "texts": len(texts),
         "tokens": n_tokens,
@@ -192,6 +221,8 @@ def main(argv: list[str]) -> dict[str, object]:
         "batch_ratio_vs_tiktoken_range": spread(batch),
         "mismatches": sum(mism.values()),
         "mismatches_by_encoding": mism,
+        "quick_mismatches": sum(quick_wrong.values()),
+        "quick_answered": quick_answered,
     }
     result.update(_import_stats(3 if args.quick else 9))
     return result

@@ -46,6 +46,9 @@ def test_tokens_fields_and_exact_counts(tokens_result: dict[str, Any]) -> None:
     assert set(tokens_result["mismatches_by_encoding"]) == {"cl100k_base", "o200k_base"}
     assert tokens_result["heavy_modules_on_import"] == []
     assert tokens_result["import_ms"] > 0
+    assert tokens_result["quick_mismatches"] == 0
+    assert all(n > 0 for n in tokens_result["quick_answered"].values())  # the quick path was exercised
+    assert tokens_result["first_count_modules"] == []  # the first count imported neither pydantic nor tiktoken
 
 
 def test_assembly_fields_and_no_budget_violation(assembly_result: dict[str, Any]) -> None:

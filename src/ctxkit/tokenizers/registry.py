@@ -11,11 +11,11 @@ Specs:
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 
 from ctxkit.errors import InvalidInputError, UnknownNameError
-from ctxkit.models import get_model, known_models
 from ctxkit.tokenizers.base import Tokenizer
 
 __all__ = ["count_tokens", "get_tokenizer", "register_tokenizer"]
@@ -23,6 +23,19 @@ __all__ = ["count_tokens", "get_tokenizer", "register_tokenizer"]
 _lock = threading.RLock()
 _instances: dict[str, Tokenizer] = {}
 _factories: dict[str, Callable[[str], Tokenizer]] = {}
+
+#: tokenizer specs of the built-in models of :mod:`ctxkit.models` by exact name, so counting for
+#: ``gpt-4o`` does not import the model registry (and pydantic with it). Only consulted while
+#: ``ctxkit.models`` is not imported: until then nobody can have registered or replaced a model.
+#: ``tests/test_first_count.py`` checks it against the registry.
+_BUILTIN_SPECS: dict[str, str] = {
+    **dict.fromkeys(
+        ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini"),
+        "tiktoken:o200k_base",
+    ),
+    **dict.fromkeys(("o1", "o1-mini", "o3", "o3-mini", "o4-mini"), "tiktoken:o200k_base"),
+    **dict.fromkeys(("gpt-4-turbo", "gpt-4", "gpt-3.5-turbo"), "tiktoken:cl100k_base"),
+}
 
 
 def _tiktoken(arg: str) -> Tokenizer:
@@ -75,7 +88,11 @@ def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
         kind, sep, arg = spec.partition(":")
         if sep and kind in _factories:
             tok = _factories[kind](arg)
+        elif spec in _BUILTIN_SPECS and "ctxkit.models" not in sys.modules:
+            tok = get_tokenizer(_BUILTIN_SPECS[spec])
         else:
+            from ctxkit.models import get_model, known_models
+
             try:
                 info = get_model(spec)
             except UnknownNameError as exc:

@@ -294,6 +294,33 @@ def test_report_savings_are_exact_steps() -> None:
     assert s.share == pytest.approx(float(s.total / s.baseline))
 
 
+def test_report_claims_no_savings_on_failed_tasks_and_prices_local_calls() -> None:
+    """A local model's wrong answers are not "free savings" (issue #15): failed tasks save nothing."""
+    ledger = _ledger()
+    for i, ok in enumerate([True, False, False]):
+        ledger.record(
+            model="smollm2-135m-instruct",
+            workflow="qa",
+            task_id=f"t{i}",
+            latency_s=2.5,
+            usage=Usage(input_tokens=1000, output_tokens=100),
+            success=ok,
+            timestamp=T0 + timedelta(minutes=i),
+        )
+    s = ledger.report(baseline_model="gpt-5").savings
+    # one success: 1000*1.25 + 100*10 = 2250 micro-dollars saved on gpt-5; the two failures save nothing
+    assert s.actual == Decimal(0) and s.baseline == Decimal("0.00225") and s.total == Decimal("0.00225")
+    assert s.failed_tasks == 2 and s.failed_baseline == Decimal("0.0045")
+    assert s.local_calls == 3 and s.local_as_baseline == Decimal("0.00675") and s.local_compute_s == 7.5
+    text = str(ledger.report(baseline_model="gpt-5"))
+    assert "Not counted as savings: 2 failed task(s)" in text and "Local calls: 3, not free" in text
+    # a task that failed on the local model and then succeeded on escalation is not a failed task
+    ledger.record(model="gpt-4o", workflow="qa", task_id="t1", usage=Usage(input_tokens=1000), success=True)
+    assert ledger.report(baseline_model="gpt-5").savings.failed_tasks == 1
+    # no baseline model: nothing to price the local prompts on
+    assert ledger.report().savings.local_as_baseline is None
+
+
 def test_report_is_readable_text_and_html() -> None:
     rep = _sample_ledger().report(baseline_model="gpt-5")
     text = str(rep)

@@ -76,6 +76,14 @@ class Savings(CtxkitModel):
     ``from_routing = baseline - uncompressed``. ``response_cache`` is what the calls answered by the
     response cache would have cost (the saved cost of each hit; hits add nothing to the other steps):
     ``total = baseline + response_cache - actual``.
+
+    **A failed task saves nothing.** The calls of a task whose last verdict is a failure
+    (``success=False``) count at what they cost in every step: their cost is spent, and what the
+    baseline would have charged is reported apart (``failed_tasks``, ``failed_baseline``) instead of
+    being claimed as savings. **A local model's call is not free:** ``local_calls`` counts calls to
+    models registered as local, ``local_as_baseline`` is what the same prompts would cost on the
+    baseline model (``None`` without one, or if a price is unknown), and ``local_compute_s`` is their
+    summed latency, the compute the user paid for with their own hardware.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +94,11 @@ class Savings(CtxkitModel):
     uncompressed: Decimal | None
     baseline: Decimal | None
     response_cache: Decimal | None = Decimal(0)
+    failed_tasks: int = 0
+    failed_baseline: Decimal | None = Decimal(0)
+    local_calls: int = 0
+    local_as_baseline: Decimal | None = None
+    local_compute_s: float = 0.0
 
     @staticmethod
     def _diff(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -201,7 +214,30 @@ class ReportRow(CtxkitModel):
             "savings": s.total,
             "savings_share": s.share,
             "response_cache_savings": s.from_response_cache,
+            "failed_tasks_not_counted": s.failed_tasks,
+            "failed_tasks_baseline_cost": s.failed_baseline,
+            "local_calls": s.local_calls,
+            "local_as_baseline_cost": s.local_as_baseline,
+            "local_compute_s": s.local_compute_s,
         }
+
+
+def _is_local(model: str) -> bool:
+    from ctxkit.models import get_model
+
+    try:
+        return get_model(model).local
+    except UnknownNameError:
+        return False
+
+
+def _failed_tasks(records: Sequence[CallRecord]) -> set[str]:
+    """Tasks whose last verdict is a failure (a task is its ``task_id``, or the call alone)."""
+    last: dict[str, bool] = {}
+    for r in records:
+        if r.success is not None:
+            last[r.task_id or r.id] = r.success
+    return {t for t, ok in last.items() if not ok}
 
 
 def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str | None) -> Savings:
@@ -210,24 +246,38 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
     uncompressed: list[Decimal | None] = []
     baseline: list[Decimal | None] = []
     hits: list[Decimal | None] = []
+    failed_baseline: list[Decimal | None] = []
+    local_as_baseline: list[Decimal | None] = []
+    local_s = 0.0
+    failed = _failed_tasks(records)
+    steps = (actual, uncached, uncompressed, baseline)
     for r in records:
         if r.response_cache is not None:  # answered by the response cache: its own bucket
             hits.append(r.saved_cost)
-            for lst in (actual, uncached, uncompressed, baseline):
+            for lst in steps:
                 lst.append(r.cost if lst is actual else _ZERO)
             continue
         if not r.usage_reported:
-            for lst in (actual, uncached, uncompressed, baseline):
+            for lst in steps:
                 lst.append(None)
             continue
         u = r.usage
         plain = Usage(input_tokens=u.input_tokens, output_tokens=u.output_tokens, reasoning_tokens=u.reasoning_tokens)
         full_in = max(r.uncompressed_input_tokens or 0, u.input_tokens)
         raw = Usage(input_tokens=full_in, output_tokens=u.output_tokens, reasoning_tokens=u.reasoning_tokens)
+        on_baseline = book.cost(raw, baseline_model or r.model)
+        if _is_local(r.model):
+            local_s += r.latency_s or 0.0
+            local_as_baseline.append(book.cost(plain, baseline_model) if baseline_model else None)
+        if (r.task_id or r.id) in failed:  # spent, and nothing saved
+            failed_baseline.append(on_baseline)
+            for lst in steps:
+                lst.append(r.cost)
+            continue
         actual.append(r.cost)
         uncached.append(book.cost(plain, r.model))
         uncompressed.append(book.cost(raw, r.model))
-        baseline.append(book.cost(raw, baseline_model or r.model))
+        baseline.append(on_baseline)
 
     def total(xs: list[Decimal | None]) -> Decimal | None:
         s, unknown = _sum_known(xs)
@@ -240,6 +290,11 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
         uncompressed=total(uncompressed),
         baseline=total(baseline),
         response_cache=total(hits),
+        failed_tasks=len(failed),
+        failed_baseline=total(failed_baseline),
+        local_calls=len(local_as_baseline),
+        local_as_baseline=total(local_as_baseline) if baseline_model else None,
+        local_compute_s=local_s,
     )
 
 
@@ -385,6 +440,18 @@ class Report(CtxkitModel):
             + f" — caching {_fmt_money(s.from_caching)}, compression {_fmt_money(s.from_compression)}, "
             f"routing {_fmt_money(s.from_routing)}"
             + (f", response cache {_fmt_money(s.from_response_cache)}." if s.response_cache != _ZERO else ".")
+            + (
+                f" Not counted as savings: {s.failed_tasks} failed task(s), which would have cost "
+                f"{_fmt_money(s.failed_baseline)} on {base}."
+                if s.failed_tasks
+                else ""
+            )
+            + (
+                f" Local calls: {s.local_calls}, not free: their prompts would cost {_fmt_money(s.local_as_baseline)}"
+                f" on {base}, and took {s.local_compute_s:.1f} s of local compute."
+                if s.local_calls
+                else ""
+            )
         )
 
     def _repr_html_(self) -> str:

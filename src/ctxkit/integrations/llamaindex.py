@@ -31,45 +31,45 @@ import json
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 
-from ctxkit._optional import require
+from pydantic import ConfigDict, Field, PrivateAttr
 
-require("llama_index.core", feature="the LlamaIndex integration", extra="llamaindex", package="llama-index-core")
+from ctxkit.errors import InvalidInputError, MissingDependencyError
+from ctxkit.integrations._common import PackReport, pack_texts, result_metadata
+from ctxkit.messages import Chunk, Message, ToolCall, canonical_json
+from ctxkit.usage import Usage
 
-from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
-from llama_index.core.base.llms.types import (  # noqa: E402
-    ChatMessage,
-    ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
-    LLMMetadata,
-    MessageRole,
-    TextBlock,
-    ThinkingBlock,
-    ToolCallBlock,
-)
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback  # noqa: E402
-from llama_index.core.llms.llm import LLM  # noqa: E402
-from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory  # noqa: E402
-from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
-from llama_index.core.schema import (  # noqa: E402
-    BaseNode,
-    MetadataMode,
-    NodeRelationship,
-    NodeWithScore,
-    QueryBundle,
-    RelatedNodeInfo,
-    TextNode,
-)
-from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore  # noqa: E402
-from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
-
-from ctxkit.errors import InvalidInputError  # noqa: E402
-from ctxkit.integrations._common import PackReport, pack_texts, result_metadata  # noqa: E402
-from ctxkit.messages import Chunk, Message, ToolCall, canonical_json  # noqa: E402
-from ctxkit.usage import Usage  # noqa: E402
+try:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.base.llms.types import (
+        ChatMessage,
+        ChatResponse,
+        ChatResponseAsyncGen,
+        ChatResponseGen,
+        CompletionResponse,
+        CompletionResponseAsyncGen,
+        CompletionResponseGen,
+        LLMMetadata,
+        MessageRole,
+        TextBlock,
+        ThinkingBlock,
+        ToolCallBlock,
+    )
+    from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+    from llama_index.core.llms.llm import LLM
+    from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import (
+        BaseNode,
+        MetadataMode,
+        NodeRelationship,
+        NodeWithScore,
+        QueryBundle,
+        RelatedNodeInfo,
+        TextNode,
+    )
+    from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
+except ImportError as exc:
+    raise MissingDependencyError("the LlamaIndex integration", "llamaindex", package="llama-index-core") from exc
 
 __all__ = [
     "CtxkitChatMemory",

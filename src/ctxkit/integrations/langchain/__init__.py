@@ -52,14 +52,14 @@ from ctxkit.integrations.langchain.convert import (
     usage_metadata,
 )
 from ctxkit.integrations.langchain.embeddings import CtxkitEmbeddings
-from ctxkit.integrations.langchain.prompt import AssembledPromptValue, ContextLike, CtxkitPrompt
+from ctxkit.integrations.langchain.prompt import AssembledPromptValue, CtxkitPrompt
+from ctxkit.integrations.langchain.prompt import ContextLike as ContextLike  # a module attribute, as before
 from ctxkit.integrations.langchain.retriever import CtxkitRetriever
 from ctxkit.telemetry.langchain import LedgerCallbackHandler
 
 __all__ = [
     "AssembledPromptValue",
     "ChatCtxkit",
-    "ContextLike",
     "CtxkitCompressor",
     "CtxkitEmbeddings",
     "CtxkitPrompt",

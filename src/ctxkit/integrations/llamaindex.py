@@ -31,50 +31,50 @@ import json
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 
-from ctxkit._optional import require
+from pydantic import ConfigDict, Field, PrivateAttr
 
-require("llama_index.core", feature="the LlamaIndex integration", extra="llamaindex", package="llama-index-core")
+from ctxkit.assembly.assembler import group_turns
+from ctxkit.compress.history import TokenWindow, TruncateToolOutputs
+from ctxkit.dispatch import Dispatcher
+from ctxkit.errors import InvalidInputError, MissingDependencyError
+from ctxkit.integrations._common import PackReport, pack_texts, result_metadata
+from ctxkit.messages import Chunk, Message, ToolCall, canonical_json
+from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
+from ctxkit.tokenizers import get_chat_counter, get_tokenizer
+from ctxkit.usage import Usage
 
-from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
-from llama_index.core.base.llms.types import (  # noqa: E402
-    ChatMessage,
-    ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
-    LLMMetadata,
-    MessageRole,
-    TextBlock,
-    ThinkingBlock,
-    ToolCallBlock,
-)
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback  # noqa: E402
-from llama_index.core.llms.llm import LLM  # noqa: E402
-from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory  # noqa: E402
-from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
-from llama_index.core.schema import (  # noqa: E402
-    BaseNode,
-    MetadataMode,
-    NodeRelationship,
-    NodeWithScore,
-    QueryBundle,
-    RelatedNodeInfo,
-    TextNode,
-)
-from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore  # noqa: E402
-from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
-
-from ctxkit.assembly.assembler import group_turns  # noqa: E402
-from ctxkit.compress.history import TokenWindow, TruncateToolOutputs  # noqa: E402
-from ctxkit.dispatch import Dispatcher  # noqa: E402
-from ctxkit.errors import InvalidInputError  # noqa: E402
-from ctxkit.integrations._common import PackReport, pack_texts, result_metadata  # noqa: E402
-from ctxkit.messages import Chunk, Message, ToolCall, canonical_json  # noqa: E402
-from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder  # noqa: E402
-from ctxkit.tokenizers import get_chat_counter, get_tokenizer  # noqa: E402
-from ctxkit.usage import Usage  # noqa: E402
+try:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.base.llms.types import (
+        ChatMessage,
+        ChatResponse,
+        ChatResponseAsyncGen,
+        ChatResponseGen,
+        CompletionResponse,
+        CompletionResponseAsyncGen,
+        CompletionResponseGen,
+        LLMMetadata,
+        MessageRole,
+        TextBlock,
+        ThinkingBlock,
+        ToolCallBlock,
+    )
+    from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+    from llama_index.core.llms.llm import LLM
+    from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import (
+        BaseNode,
+        MetadataMode,
+        NodeRelationship,
+        NodeWithScore,
+        QueryBundle,
+        RelatedNodeInfo,
+        TextNode,
+    )
+    from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
+except ImportError as exc:
+    raise MissingDependencyError("the LlamaIndex integration", "llamaindex", package="llama-index-core") from exc
 
 __all__ = [
     "CtxkitChatMemory",
@@ -361,6 +361,7 @@ class CtxkitLLM(LLM):
         )
 
     def _dispatcher(self) -> Any:
+
         if self._resolved is None:
             target = self.dispatcher
             self._resolved = (

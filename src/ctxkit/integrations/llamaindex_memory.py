@@ -22,20 +22,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctxkit._optional import require
+from pydantic import PrivateAttr
 
-require("llama_index.core", feature="the LlamaIndex memory integration", extra="llamaindex", package="llama-index-core")
+from ctxkit.agents import AgentContext, EditPolicy, EditReport
+from ctxkit.agents.store import OffloadStore
+from ctxkit.compress.summarize import Summarizer
+from ctxkit.errors import MissingDependencyError
+from ctxkit.integrations._agents import edit_history, offload_functions
+from ctxkit.integrations.llamaindex import to_ctxkit_message
+from ctxkit.messages import Message
+from ctxkit.tokenizers import ChatCounter
 
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock  # noqa: E402
-from llama_index.core.memory import Memory  # noqa: E402
-from llama_index.core.tools import FunctionTool  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
-
-from ctxkit.agents import AgentContext, EditPolicy, EditReport  # noqa: E402
-from ctxkit.agents.store import OffloadStore  # noqa: E402
-from ctxkit.compress.summarize import Summarizer  # noqa: E402
-from ctxkit.integrations.llamaindex import to_ctxkit_message  # noqa: E402
-from ctxkit.tokenizers import ChatCounter  # noqa: E402
+try:
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
+    from llama_index.core.memory import Memory
+    from llama_index.core.tools import FunctionTool
+except ImportError as exc:
+    raise MissingDependencyError("the LlamaIndex memory integration", "llamaindex", package="llama-index-core") from exc
 
 __all__ = ["CtxkitMemory"]
 
@@ -79,37 +82,27 @@ class CtxkitMemory(Memory):
 
     def tools(self) -> list[FunctionTool]:
         """``expand`` and ``search_offloaded`` as LlamaIndex function tools."""
-        ctx = self.context
-
-        def expand(id: str) -> str:
-            """Get back the exact full text of an offloaded tool result; pass the id shown in its stub."""
-            return ctx.expand(id)
-
-        def search_offloaded(query: str) -> str:
-            """Find lines in offloaded tool results that contain every word of the query."""
-            return ctx.search(query)
-
-        return [FunctionTool.from_defaults(fn=expand), FunctionTool.from_defaults(fn=search_offloaded)]
+        return [FunctionTool.from_defaults(fn=f) for f in offload_functions(self.context)]
 
     def edit(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` as ctxkit edits them for this model call."""
         history = [to_ctxkit_message(m, index=i) for i, m in enumerate(messages)]
-        prepared = self.context.prepare(history)
-        self._reports.append(prepared.report)
-        out: list[ChatMessage] = []
-        for m, origin in zip(prepared.messages, prepared.origin, strict=True):
-            if origin is None:
-                out.append(ChatMessage(role=MessageRole.USER, content=m.content))  # a summary epoch
-            elif m == history[origin]:
-                out.append(messages[origin])
-            elif m.role == "tool":
-                src = messages[origin]
-                out.append(src.model_copy(update={"blocks": [TextBlock(text=m.content)]}))
-            else:  # pragma: no cover - the policy edits only tool results and <think> text here
-                src = messages[origin]
+
+        def edited(k: int, m: Message) -> list[ChatMessage]:
+            src = messages[k]
+            if m.role != "tool":  # pragma: no cover - the policy edits only tool results and <think> text here
                 kept = [b for b in src.blocks if not isinstance(b, TextBlock)]
-                out.append(src.model_copy(update={"blocks": [TextBlock(text=m.content), *kept]}))
-        return out
+                return [src.model_copy(update={"blocks": [TextBlock(text=m.content), *kept]})]
+            return [src.model_copy(update={"blocks": [TextBlock(text=m.content)]})]
+
+        return edit_history(
+            self.context,
+            history,
+            reports=self._reports,
+            summary=lambda text: ChatMessage(role=MessageRole.USER, content=text),  # a summary epoch
+            unchanged=lambda k: [messages[k]],
+            edited=edited,
+        )
 
     async def aget(self, input: str | ChatMessage | None = None, **block_kwargs: Any) -> list[ChatMessage]:
         messages = await super().aget(input=input, **block_kwargs)

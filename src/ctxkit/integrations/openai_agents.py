@@ -27,19 +27,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctxkit._optional import require
+from ctxkit.agents import AgentContext, EditPolicy, EditReport
+from ctxkit.agents.store import OffloadStore
+from ctxkit.compress.summarize import Summarizer
+from ctxkit.errors import InvalidInputError, MissingDependencyError
+from ctxkit.integrations._agents import edit_history, offload_functions
+from ctxkit.messages import Message, ToolCall
+from ctxkit.tokenizers import ChatCounter
 
-require("agents", feature="the OpenAI Agents SDK integration", extra="agents", package="openai-agents")
-
-from agents import FunctionTool, function_tool  # noqa: E402
-from agents.run_config import CallModelData, ModelInputData  # noqa: E402
-
-from ctxkit.agents import AgentContext, EditPolicy, EditReport  # noqa: E402
-from ctxkit.agents.store import OffloadStore  # noqa: E402
-from ctxkit.compress.summarize import Summarizer  # noqa: E402
-from ctxkit.errors import InvalidInputError  # noqa: E402
-from ctxkit.messages import Message, ToolCall  # noqa: E402
-from ctxkit.tokenizers import ChatCounter  # noqa: E402
+try:
+    from agents import FunctionTool, function_tool
+    from agents.run_config import CallModelData, ModelInputData
+except ImportError as exc:
+    raise MissingDependencyError("the OpenAI Agents SDK integration", "agents", package="openai-agents") from exc
 
 __all__ = ["CtxkitInputFilter", "items_to_messages"]
 
@@ -141,46 +141,36 @@ class CtxkitInputFilter:
 
     def function_tools(self) -> list[FunctionTool]:
         """``expand`` and ``search_offloaded`` as Agents SDK function tools."""
-        ctx = self.context
-
-        def expand(id: str) -> str:
-            """Get back the exact full text of an offloaded tool result; pass the id shown in its stub."""
-            return ctx.expand(id)
-
-        def search_offloaded(query: str) -> str:
-            """Find lines in offloaded tool results that contain every word of the query."""
-            return ctx.search(query)
-
-        return [function_tool(expand), function_tool(search_offloaded)]
+        return [function_tool(f) for f in offload_functions(self.context)]
 
     def edit(self, items: Sequence[Any], instructions: str | None = None) -> list[Any]:
         """The items to send for ``items`` (the run's list is not changed)."""
         messages, groups = items_to_messages(items)
         lead = [Message.system(instructions)] if instructions else []
-        prepared = self.context.prepare([*lead, *messages])
-        self.reports.append(prepared.report)
-        out: list[Any] = []
-        for m, origin in zip(prepared.messages, prepared.origin, strict=True):
-            if origin is None:
-                out.append({"role": "user", "content": m.content})  # a summary epoch
-                continue
-            if origin < len(lead):
-                continue
-            k = origin - len(lead)
-            group = groups[k]
-            if m == messages[k]:
-                out.extend(items[i] for i in group)
-                continue
+
+        def edited(k: int, m: Message) -> list[Any]:
             if m.role != "tool":  # pragma: no cover - the policy edits only tool outputs here
                 raise InvalidInputError(f"ctxkit edited a {m.role} item, which it never should; please report")
-            for i in group:
+            out: list[Any] = []
+            for i in groups[k]:
                 item = items[i]
                 if _get(item, "type") == "function_call_output":
                     base = dict(item) if isinstance(item, Mapping) else item.model_dump(exclude_unset=True)
                     out.append({**base, "output": m.content})
                 else:
                     out.append(item)
-        return out
+            return out
+
+        # the instructions are counted, and travel apart; a summary epoch is a user message
+        return edit_history(
+            self.context,
+            [*lead, *messages],
+            reports=self.reports,
+            lead=len(lead),
+            summary=lambda text: {"role": "user", "content": text},
+            unchanged=lambda k: [items[i] for i in groups[k]],
+            edited=edited,
+        )
 
     def __call__(self, data: CallModelData[Any]) -> ModelInputData:
         model_data = data.model_data

@@ -133,7 +133,15 @@ def question(t: dict[str, str]) -> str:
     return f'In the file {t["file"]}, which word comes right after "{t["phrase"]}"? Reply with that one word.'
 
 
+def is_tool_call(answer: str) -> bool:
+    """A reply that calls a tool (JSON naming a tool, or a <tool_call> block) is not an answer."""
+    text = answer.strip()
+    return "<tool_call>" in text or bool(re.match(r'\{\s*"name"\s*:', text))
+
+
 def correct(answer: str, t: dict[str, str]) -> bool:
+    if is_tool_call(answer):  # e.g. grep called with the file's name as its pattern: no answer was given
+        return False
     if QUESTION == "file":  # the file's name, with or without ".txt", and no other essay's name
         stem = t["file"][: -len(".txt")].lower()
         return stem in {w.lower() for w in re.findall(r"[A-Za-z0-9_-]+", answer)}
@@ -427,6 +435,12 @@ def main(argv: list[str]) -> dict[str, object]:
             tmp = saved.with_suffix(".tmp")
             tmp.write_text(json.dumps({"key": key, "result": results[policy], "seconds": timing[policy]}), "utf-8")
             tmp.replace(saved)
+        # scored here, from the kept answers, so a saved run is scored by the current rules
+        answers = results[policy]["answers"]
+        results[policy]["task_success"] = round(
+            sum(correct(x, t) for x, t in zip(answers, tasks, strict=True)) / len(tasks), 4
+        )
+        results[policy]["tool_call_instead_of_answer"] = sum(is_tool_call(x) for x in answers)
         print(policy, json.dumps({k: v for k, v in results[policy].items() if k != "answers"}), flush=True)
     naive = results.get("naive", {}).get("input_tokens")
     out: dict[str, object] = {
@@ -459,6 +473,7 @@ def main(argv: list[str]) -> dict[str, object]:
         ):
             out[f"{prefix}{k}"] = r[k]
         out[f"task_success_{policy}"] = r["task_success"] if a.model != "none" else None
+        out[f"{prefix}tool_call_instead_of_answer"] = r["tool_call_instead_of_answer"]
         for k in ("offloaded_results", "edit_batches", "compactions"):
             if k in r:
                 out[f"{prefix}{k}"] = r[k]

@@ -8,7 +8,7 @@ from ctxkit.tokenizers.chat import (
     TemplateChatCounter,
     get_chat_counter,
 )
-from ctxkit.tokenizers.registry import get_tokenizer, register_tokenizer
+from ctxkit.tokenizers.registry import get_tokenizer, register_tokenizer, specs_of
 
 __all__ = [
     "BaseTokenizer",
@@ -21,4 +21,5 @@ __all__ = [
     "get_chat_counter",
     "get_tokenizer",
     "register_tokenizer",
+    "specs_of",
 ]

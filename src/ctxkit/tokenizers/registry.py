@@ -18,7 +18,7 @@ from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.models import get_model, known_models
 from ctxkit.tokenizers.base import Tokenizer
 
-__all__ = ["count_tokens", "get_tokenizer", "register_tokenizer"]
+__all__ = ["count_tokens", "get_tokenizer", "register_tokenizer", "specs_of"]
 
 _lock = threading.RLock()
 _instances: dict[str, Tokenizer] = {}
@@ -88,6 +88,17 @@ def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
             tok = get_tokenizer(info.tokenizer)
         _instances[spec] = tok
         return tok
+
+
+def specs_of(tokenizer: Tokenizer) -> list[str]:
+    """The specs and model names :func:`get_tokenizer` has resolved to this very ``tokenizer`` in this process.
+
+    ``kind:argument`` specs come first, then model names, each group sorted. Empty for a tokenizer built by
+    hand: no spec names it, so another process could not rebuild it with :func:`get_tokenizer`.
+    """
+    with _lock:
+        specs = [spec for spec, tok in _instances.items() if tok is tokenizer]
+    return sorted(specs, key=lambda spec: (":" not in spec, spec))
 
 
 def count_tokens(text: str, model: str = "gpt-4o") -> int:

@@ -57,7 +57,8 @@ def _rendered_blocks(asm: Assembler, chunks: list[Chunk], query: str) -> tuple[s
     laid_out = sorted(chunks, key=lambda c: -c.score)  # the assembler's chunk_order="score"
     starts = [body.index(f'<document id="{c.id}"') for c in laid_out]
     assert starts[0] == 0 and starts == sorted(starts)
-    cut = dict(zip((c.id for c in laid_out), (body[a:b] for a, b in zip(starts, [*starts[1:], len(body)])), strict=True))
+    ends = [*starts[1:], len(body)]
+    cut = {c.id: body[a:b] for c, a, b in zip(laid_out, starts, ends, strict=True)}
     for c in chunks:
         assert cut[c.id].endswith(f"\n{c.text}\n</document>\n")
     return section, [cut[c.id] for c in chunks]
@@ -104,7 +105,9 @@ def test_evidence_charges_the_wrapper_the_assembler_renders(parts: list[tuple[st
         assert wrapper_cost(tok, c.id, c.title) == FRESH.count(wrapper) + 1
 
 
-words = st.lists(st.sampled_from(["refund", "budget", "token", "cache", "river", "born", "Paris", "the", "a"]), min_size=1)
+words = st.lists(
+    st.sampled_from(["refund", "budget", "token", "cache", "river", "born", "Paris", "the", "a"]), min_size=1
+)
 sentences = st.lists(words.map(lambda w: " ".join(w).capitalize() + "."), min_size=1, max_size=4).map(" ".join)
 
 

@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.models import get_model, known_models
+from ctxkit.tokenizers._estimate import EstimatingTokenizer
+from ctxkit.tokenizers._gguf import GGUFTokenizer
+from ctxkit.tokenizers._hf import HFTokenizer
+from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
 from ctxkit.tokenizers.base import Tokenizer
 
 __all__ = ["count_tokens", "get_tokenizer", "register_tokenizer", "specs_of"]
@@ -26,26 +30,18 @@ _factories: dict[str, Callable[[str], Tokenizer]] = {}
 
 
 def _tiktoken(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
-
     return TiktokenTokenizer(arg)
 
 
 def _hf(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._hf import HFTokenizer
-
     return HFTokenizer.from_file(arg)
 
 
 def _gguf(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._gguf import GGUFTokenizer
-
     return GGUFTokenizer.from_path(None if arg in ("", "default") else arg)
 
 
 def _estimate(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._estimate import EstimatingTokenizer
-
     if arg != "claude":
         raise UnknownNameError("estimator", arg, ["claude"])
     return EstimatingTokenizer(get_tokenizer("tiktoken:cl100k_base"), name="estimate:claude")

@@ -53,7 +53,7 @@ from ctxkit._inputs import reject_bare_string
 from ctxkit.assembly import AssembledPrompt, Assembler
 from ctxkit.assembly.context import block_cost
 from ctxkit.budget import Budget
-from ctxkit.errors import InvalidInputError, ResourceError, StoreFormatError, UnknownNameError
+from ctxkit.errors import InvalidInputError, StoreFormatError
 from ctxkit.messages import Chunk, Message
 from ctxkit.retrieval.chunking import Chunker, Document
 from ctxkit.retrieval.embeddings import Embedder, SentenceTransformerEmbedder
@@ -80,10 +80,6 @@ __all__ = ["Packing", "Retriever", "SearchMode"]
 SearchMode = Literal["hybrid", "vector", "lexical"]
 Packing = Literal["evidence", "chunks"]
 DocumentLike = Document | str | Mapping[str, Any]
-
-# The name SentenceTransformerEmbedder() gives itself when built with no model: load()
-# checks a store against it before building (and so loading) the default model.
-_DEFAULT_EMBEDDER_NAME = "st:all-MiniLM-L6-v2"
 
 
 def _as_document(d: DocumentLike, n: int) -> Document:
@@ -546,22 +542,14 @@ class Retriever:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the whole retriever to one file, atomically; :meth:`load` rebuilds it.
 
-        Stored (layout in :mod:`ctxkit.retrieval.store`): a format version, the embedder's ``name``
-        and ``dim`` (the embedder itself is code and is passed again to :meth:`load`), the
-        vector index through its own :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every
-        chunk with all its fields, the document -> chunk ids map, the chunker settings and
-        its tokenizer spec, the retriever's tokenizer spec, the hybrid flag and BM25
-        parameters, and the ranking settings (``rrf_k``, ``lexical_weight``,
-        ``mmr_lambda``, ``dedupe_threshold``, ``candidates``). Nothing is re-embedded on load.
-
-        One file rather than a folder, because only a single file can be swapped in
-        atomically: the store is written to a temporary sibling file, flushed, fsynced and
-        renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
-        store (or none) and never a half-written one that loads. A folder cannot be renamed
-        over an existing one in one step. The file is a zip archive, so each member carries
-        a CRC-32 that :meth:`load` checks (the index member also carries its own SHA-256),
-        and any zip tool can list or extract it. The price: the serialized index is held in
-        memory while saving and loading.
+        Stored (layout and why one file in :mod:`ctxkit.retrieval.store`): a format version, the
+        embedder's ``name`` and ``dim`` (the embedder itself is code and is passed again to
+        :meth:`load`), the vector index through its own
+        :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every chunk with all its fields, the
+        document -> chunk ids map, the chunker and tokenizer specs, the BM25 parameters and the
+        ranking settings. Nothing is re-embedded on load. An interrupted save leaves the previous
+        store (or none), never a half-written one that loads. The price of one zip file: the
+        serialized index is held in memory while saving and loading.
 
         Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
         another process: an index with no file format of its own (a
@@ -613,8 +601,8 @@ class Retriever:
         src = Path(path)
         with open_store(src) as store:
             manifest = store.manifest
-            emb = _check_embedder(manifest.embedder, embedder, src)
-            chunk_tok = _stored_tokenizer(manifest, src)
+            emb = store.embedder(embedder)
+            chunk_tok = store.chunker_tokenizer()
             chunks, by_doc, index = store.contents()
         cfg, ranking = manifest.chunker, manifest.ranking
         try:
@@ -653,35 +641,3 @@ class Retriever:
                 [c.id for c in chunks], [c.text for c in chunks], [{**c.metadata, "doc_id": c.doc_id} for c in chunks]
             )
         return r
-
-
-def _stored_tokenizer(manifest: StoreManifest, src: Path) -> Tokenizer:
-    """The chunker's tokenizer of a store, after checking that this process can build both of its tokenizers."""
-    spec, chunker_spec = manifest.tokenizer, manifest.chunker.tokenizer
-    try:
-        get_tokenizer(spec)
-        return get_tokenizer(chunker_spec)
-    except (UnknownNameError, ResourceError) as exc:
-        raise StoreFormatError(
-            f"{src} counts tokens with {spec!r} (chunker: {chunker_spec!r}), which this process cannot "
-            f"build: {exc}. Install or register_tokenizer() it, then load again"
-        ) from exc
-
-
-def _check_embedder(stored: EmbedderInfo, embedder: Embedder | None, src: Path) -> Embedder:
-    """The embedder to load with: the given one if it matches the store, else the default if the store used it."""
-    name, dim = stored.name, stored.dim
-    if embedder is None:
-        if name != _DEFAULT_EMBEDDER_NAME:
-            raise InvalidInputError(
-                f"{src} was built with the embedder {name!r} ({dim} dims), not the default "
-                f"{_DEFAULT_EMBEDDER_NAME!r}; pass the embedder that built it: Retriever.load(path, embedder=...)"
-            )
-        embedder = SentenceTransformerEmbedder()
-    if embedder.name != name or embedder.dim != dim:
-        raise InvalidInputError(
-            f"{src} was built with the embedder {name!r} ({dim} dims) but the given embedder is "
-            f"{embedder.name!r} ({embedder.dim} dims): stored vectors only match queries from the same model. "
-            "Pass the embedder that built the store"
-        )
-    return embedder

@@ -37,11 +37,13 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ctxkit.errors import ResourceError, StoreFormatError
+from ctxkit.errors import InvalidInputError, ResourceError, StoreFormatError, UnknownNameError
 from ctxkit.messages import Chunk
 from ctxkit.paths import atomic_write, remove_stale_temporaries
+from ctxkit.retrieval.embeddings import Embedder, SentenceTransformerEmbedder
 from ctxkit.retrieval.evidence import EvidenceWeights
 from ctxkit.retrieval.index import BaseVectorIndex
+from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
 __all__ = [
     "STORE_FORMAT",
@@ -60,6 +62,9 @@ __all__ = [
 STORE_FORMAT: Final = "ctxkit.retriever"
 STORE_VERSION: Final = 1
 _INDEX_MEMBER = "index.ctx"
+# The name SentenceTransformerEmbedder() gives itself when built with no model: a store is checked
+# against it before the default model is built (and so loaded).
+_DEFAULT_EMBEDDER_NAME = "st:all-MiniLM-L6-v2"
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, ValueError)
 
 # Called with the name of each member after it is written during a save; tests use it to
@@ -183,6 +188,40 @@ class OpenStore:
     src: Path
     zf: zipfile.ZipFile
     manifest: StoreManifest
+
+    def embedder(self, given: Embedder | None) -> Embedder:
+        """The embedder to load with: ``given`` if it made the store, else the default one if the store used it.
+
+        Stored vectors only compare with queries embedded by the same model, so any other one is
+        refused with :class:`~ctxkit.errors.InvalidInputError`.
+        """
+        name, dim, src = self.manifest.embedder.name, self.manifest.embedder.dim, self.src
+        if given is None:
+            if name != _DEFAULT_EMBEDDER_NAME:
+                raise InvalidInputError(
+                    f"{src} was built with the embedder {name!r} ({dim} dims), not the default "
+                    f"{_DEFAULT_EMBEDDER_NAME!r}; pass the embedder that built it: Retriever.load(path, embedder=...)"
+                )
+            given = SentenceTransformerEmbedder()
+        if given.name != name or given.dim != dim:
+            raise InvalidInputError(
+                f"{src} was built with the embedder {name!r} ({dim} dims) but the given embedder is "
+                f"{given.name!r} ({given.dim} dims): stored vectors only match queries from the same model. "
+                "Pass the embedder that built the store"
+            )
+        return given
+
+    def chunker_tokenizer(self) -> Tokenizer:
+        """The chunker's tokenizer, after checking that this process can build both of the store's tokenizers."""
+        spec, chunker_spec = self.manifest.tokenizer, self.manifest.chunker.tokenizer
+        try:
+            get_tokenizer(spec)
+            return get_tokenizer(chunker_spec)
+        except (UnknownNameError, ResourceError) as exc:
+            raise StoreFormatError(
+                f"{self.src} counts tokens with {spec!r} (chunker: {chunker_spec!r}), which this process cannot "
+                f"build: {exc}. Install or register_tokenizer() it, then load again"
+            ) from exc
 
     def contents(self) -> tuple[list[Chunk], dict[str, list[str]], BaseVectorIndex]:
         """The stored chunks (in store order), the document -> chunk ids map and the vector index, checked

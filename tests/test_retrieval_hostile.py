@@ -224,7 +224,7 @@ _CHILD = textwrap.dedent(
     import sys, time
     from _hash_embedder import HashEmbedder
     from ctxkit.retrieval import NumpyIndex, Retriever
-    import ctxkit.retrieval.retriever as rmod
+    import ctxkit.retrieval.store as rmod
     import ctxkit.retrieval.index as imod
 
     kind, path = sys.argv[1], sys.argv[2]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import ctxkit.retrieval.index as index_mod
-import ctxkit.retrieval.retriever as retriever_mod
+import ctxkit.retrieval.store as store_mod
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.retrieval import (
     BaseEmbedder,
@@ -204,9 +204,9 @@ class _Boom(RuntimeError):
 @pytest.mark.parametrize(
     ("module", "part"),
     [
-        pytest.param(retriever_mod, "manifest.json", id="after-manifest"),
-        pytest.param(retriever_mod, "chunks.jsonl", id="after-chunks"),
-        pytest.param(retriever_mod, "index.ctx", id="after-index"),
+        pytest.param(store_mod, "manifest.json", id="after-manifest"),
+        pytest.param(store_mod, "chunks.jsonl", id="after-chunks"),
+        pytest.param(store_mod, "index.ctx", id="after-index"),
         pytest.param(index_mod, "vectors", id="inside-index-save"),
     ],
 )

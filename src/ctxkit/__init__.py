@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         MissingDependencyError,
         ResourceError,
         SectionOverBudgetError,
+        StoreFormatError,
         UnknownNameError,
         UsageError,
     )
@@ -111,6 +112,7 @@ _NAMES: dict[str, str] = {
     "RulesRouter": "ctxkit.dispatch",
     "SectionBudget": "ctxkit.budget",
     "SectionOverBudgetError": "ctxkit.errors",
+    "StoreFormatError": "ctxkit.errors",
     "SectionReport": "ctxkit.assembly",
     "SemanticRouter": "ctxkit.dispatch",
     "SentenceFilter": "ctxkit.compress",
@@ -188,6 +190,7 @@ __all__ = [
     "SemanticRouter",
     "SentenceFilter",
     "SentenceTransformerEmbedder",
+    "StoreFormatError",
     "Summarizer",
     "TokenPruner",
     "TokenWindow",

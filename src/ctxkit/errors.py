@@ -10,6 +10,7 @@ that happen at run time on valid code (a budget that cannot fit, a backend down)
     │   ├── UnknownNameError            a registry has no such model/tokenizer/backend
     │   └── InvalidInputError           malformed input (bad message, bad budget, ...)
     ├── ResourceError                   a shipped data file / model is missing or corrupt
+    │   └── StoreFormatError            a saved store (Retriever.save) is missing, corrupt or unreadable
     ├── BudgetError                     the content does not fit the budget
     │   ├── SectionOverBudgetError      a mandatory section cannot fit (section, need, room)
     │   └── BudgetExceededError         a rendered prompt came out over budget (a bug guard)
@@ -32,6 +33,7 @@ __all__ = [
     "MissingDependencyError",
     "ResourceError",
     "SectionOverBudgetError",
+    "StoreFormatError",
     "UnknownNameError",
     "UsageError",
 ]
@@ -93,6 +95,11 @@ class InvalidInputError(UsageError, ValueError):
 
 class ResourceError(CtxkitError):
     """A data file or model that ctxkit ships or loads is missing or corrupt."""
+
+
+class StoreFormatError(ResourceError):
+    """A store written by ctxkit (:meth:`~ctxkit.retrieval.Retriever.save`) is missing, corrupt, of a newer
+    format, or has a malformed manifest; the message says whether to save again or upgrade ctxkit."""
 
 
 class BudgetError(CtxkitError):

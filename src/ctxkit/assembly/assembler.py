@@ -29,6 +29,7 @@ import numpy as np
 
 from ctxkit._inputs import reject_bare_string
 from ctxkit._lru import LRUCache
+from ctxkit.assembly.context import block_cost, context_overhead, document_block, wrapper_cost
 from ctxkit.assembly.packing import EXACT_MAX_CELLS, pack
 from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
 from ctxkit.budget import SECTION_NAMES, Budget
@@ -128,19 +129,6 @@ class _Layout:
 def _frozen_refs(refs: tuple[object, ...]) -> tuple[object, ...]:
     """``refs`` with lists copied to tuples: a caller's list mutated later must not drop the objects a key names."""
     return tuple(tuple(r) if type(r) is list else r for r in refs)
-
-
-def document_block(chunk: Chunk, index: int = 0) -> str:
-    """The ``<document>`` block a retrieved chunk becomes in the final user message (``index``: its position,
-    used for the id only when the chunk has neither ``id`` nor ``doc_id``)."""
-    if chunk.id:
-        ident = chunk.id
-    elif chunk.doc_id:
-        ident = f"{chunk.doc_id}#{chunk.position}"
-    else:
-        ident = f"chunk-{index}"
-    title = f' title="{chunk.title.replace(chr(34), chr(39))}"' if chunk.title else ""
-    return f'<document id="{ident}"{title}>\n{chunk.text}\n</document>\n'
 
 
 def _check_budget(budget: object) -> None:
@@ -328,6 +316,17 @@ class Assembler:
     def _block(self, chunk: Chunk, index: int) -> str:
         return document_block(chunk, index)
 
+    # ------------------------------------------------------------------ costs of the retrieved context
+    def chunk_cost(self, chunk: Chunk, index: int = 0) -> int:
+        """Tokens ``chunk`` costs in this assembler's prompts: its ``<document>`` block, counted whole by the
+        model's tokenizer (what :meth:`assemble` charges for it)."""
+        return block_cost(self.counter.tokenizer, chunk, index)
+
+    def context_cost(self) -> int:
+        """Tokens the retrieved context costs besides its blocks (header, blank line, the break before the query);
+        charged once when any chunk is kept. See :func:`ctxkit.assembly.context.context_overhead`."""
+        return context_overhead(self.counter.tokenizer, self.context_header)
+
     # ------------------------------------------------------------------ assemble
     def assemble(
         self,
@@ -402,7 +401,6 @@ class Assembler:
     ) -> tuple[_State, int]:
         """Measure, plan and fill (steps 1-3): what each section keeps, before layout and verification."""
         limit = budget.input_limit
-        tok = self.counter.tokenizer
         st = _State()
         st.caps = {name: spec.cap(limit) for name, spec in budget.sections.items()}
 
@@ -421,7 +419,7 @@ class Assembler:
         items["history"] = self._msg_items("history", group_turns(history), "turn")
         items["query"] = self._msg_items("query", [[query_msg]], "query")
         chunk_items = self._chunk_items(chunks, st)
-        header_cost = tok.count(self.context_header + "\n\n") + 1 if chunk_items else 0
+        header_cost = self.context_cost() if chunk_items else 0
         items["retrieved"] = chunk_items
         for s, its in items.items():
             st.offered[s] = sum(i.cost for i in its) + (header_cost if s == "retrieved" else 0)
@@ -614,7 +612,7 @@ class Assembler:
         if best.chunk is None:  # every retrieved item carries its chunk
             return 0
         tok = self.counter.tokenizer
-        wrapper = tok.count(self._block(best.chunk.model_copy(update={"text": ""}), 0))
+        wrapper = wrapper_cost(tok, best.chunk)
         if room - wrapper - 2 < _MIN_TRUNCATED_TOKENS:
             return 0
         text = tok.truncate(best.chunk.text, room - wrapper - 2)

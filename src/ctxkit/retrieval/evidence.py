@@ -52,6 +52,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctxkit.assembly.context import render_document
+from ctxkit.assembly.context import wrapper_cost as _wrapper_cost
 from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer
 from ctxkit.compress.sentences import split_sentences
 from ctxkit.errors import InvalidInputError
@@ -124,14 +126,13 @@ class EvidencePack(BaseModel):
 
 def _block(chunk_id: str, title: str, text: str) -> str:
     """A chunk as :class:`~ctxkit.assembly.Assembler` renders it."""
-    attr = f' title="{title.replace(chr(34), chr(39))}"' if title else ""
-    return f'<document id="{chunk_id}"{attr}>\n{text}\n</document>\n'
+    return render_document(chunk_id, title, text)
 
 
 def wrapper_cost(tokenizer: Tokenizer, chunk_id: str, title: str) -> int:
-    """Tokens of the ``<document>`` wrapper as :meth:`Retriever.chunk_cost` counts them (text excluded)."""
-    attr = f' title="{title}"' if title else ""
-    return tokenizer.count(f'<document id="{chunk_id}"{attr}>\n\n</document>\n') + 1
+    """Tokens of the ``<document>`` wrapper as the assembler renders it (text excluded), plus one token of margin:
+    the text's first and last characters may merge with the wrapper's line breaks."""
+    return _wrapper_cost(tokenizer, Chunk(text="", id=chunk_id, title=title)) + 1
 
 
 def exact_cost(tokenizer: Tokenizer, chunk_id: str, title: str, text: str) -> int:

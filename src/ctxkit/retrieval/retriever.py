@@ -28,55 +28,51 @@ BM25 together: writes (:meth:`Retriever.add_documents`, :meth:`Retriever.add_chu
 index and the chunks it names in one step, so a concurrent reader sees the retriever
 before or after a write, never in between. Embedding happens outside the lock.
 
-**Persistence.** :meth:`Retriever.save` writes the whole retriever to one file and
-:meth:`Retriever.load` rebuilds it in another process, with nothing re-embedded. The file
-is a zip archive (format version 1) of four members:
-
-* ``manifest.json`` — format name and version, the embedder's ``name`` and ``dim``, the
-  tokenizer spec, the chunker settings, the hybrid flag with the BM25 parameters, and the
-  ranking settings (``rrf_k``, ``lexical_weight``, ``mmr_lambda``, ``dedupe_threshold``,
-  ``candidates``, ``packing``, ``evidence_pool`` and the evidence weights; a store without
-  them packs whole chunks, as it did when it was written);
-* ``chunks.jsonl`` — every stored :class:`~ctxkit.messages.Chunk`, one JSON object per
-  line (``model_dump(mode="json")``), in store order;
-* ``by_doc.json`` — document id -> its chunk ids;
-* ``index.ctx`` — the vector index exactly as :meth:`BaseVectorIndex.save` writes it.
-
-The BM25 side is not stored: it always holds the stored chunks' texts (in store order)
-and is rebuilt from them on the first hybrid search after a load. Nothing is pickled.
+**Persistence.** :meth:`Retriever.save` writes the whole retriever to one file, atomically, and
+:meth:`Retriever.load` rebuilds it in another process, with nothing re-embedded; the file
+format and its typed manifest live in :mod:`ctxkit.retrieval.store`. The BM25 side is not
+stored: it always holds the stored chunks' texts (in store order) and is rebuilt from them
+on the first hybrid search after a load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import json
 import os
 import threading
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit import __version__
 from ctxkit._inputs import reject_bare_string
 from ctxkit.assembly import AssembledPrompt, Assembler
-from ctxkit.assembly.assembler import document_block
+from ctxkit.assembly.context import block_cost
 from ctxkit.budget import Budget
-from ctxkit.errors import CtxkitError, InvalidInputError, ResourceError, UnknownNameError
+from ctxkit.errors import InvalidInputError, StoreFormatError
 from ctxkit.messages import Chunk, Message
-from ctxkit.paths import atomic_write, remove_stale_temporaries
 from ctxkit.retrieval.chunking import Chunker, Document
-from ctxkit.retrieval.embeddings import Embedder
+from ctxkit.retrieval.embeddings import Embedder, SentenceTransformerEmbedder
 from ctxkit.retrieval.evidence import EvidencePacker, EvidenceWeights
-from ctxkit.retrieval.index import BaseVectorIndex, Filter, VectorIndex
+from ctxkit.retrieval.index import BaseVectorIndex, FaissIndex, Filter, VectorIndex
 from ctxkit.retrieval.lexical import BM25Index
 from ctxkit.retrieval.rank import mmr, near_duplicates, rrf_fuse
-from ctxkit.tokenizers import Tokenizer, get_tokenizer
+from ctxkit.retrieval.store import (
+    STORE_VERSION,
+    BM25Settings,
+    ChunkerSettings,
+    EmbedderInfo,
+    IndexInfo,
+    RankingSettings,
+    StoreManifest,
+    open_store,
+    write_store,
+)
+from ctxkit.tokenizers import Tokenizer, get_tokenizer, specs_of
 from ctxkit.tokenizers.chat import base_tokens_for
 
 __all__ = ["Packing", "Retriever", "SearchMode"]
@@ -84,16 +80,6 @@ __all__ = ["Packing", "Retriever", "SearchMode"]
 SearchMode = Literal["hybrid", "vector", "lexical"]
 Packing = Literal["evidence", "chunks"]
 DocumentLike = Document | str | Mapping[str, Any]
-
-_STORE_FORMAT = "ctxkit.retriever"
-_STORE_VERSION = 1
-# The name SentenceTransformerEmbedder() gives itself when built with no model: load()
-# checks a store against it before building (and so loading) the default model.
-_DEFAULT_EMBEDDER_NAME = "st:all-MiniLM-L6-v2"
-
-# Called with the name of each member after it is written during save(); tests use it to
-# interrupt a save midway. Not part of the public API.
-_save_hook: Callable[[str], None] | None = None
 
 
 def _as_document(d: DocumentLike, n: int) -> Document:
@@ -118,27 +104,14 @@ def _tokenizer_spec(tok: Tokenizer, given: str | None, what: str) -> str:
     """
     if given is not None and get_tokenizer(given) is tok:
         return given
-    from ctxkit.tokenizers import registry
-
-    with registry._lock:
-        specs = [spec for spec, t in registry._instances.items() if t is tok]
+    specs = specs_of(tok)
     if not specs:
         raise InvalidInputError(
             f"cannot save the Retriever: the {what} tokenizer {tok.name!r} was not built from a spec, so a "
             "new process could not rebuild it. Build it with a spec or model name (e.g. "
             "tokenizer='tiktoken:cl100k_base', or register_tokenizer() a factory for it)"
         )
-    return min(specs, key=lambda spec: ":" not in spec)
-
-
-def _put_json(zf: zipfile.ZipFile, name: str, value: Any) -> None:
-    zf.writestr(name, json.dumps(value, ensure_ascii=False), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
-    if _save_hook is not None:
-        _save_hook(name)
-
-
-def _read_json(zf: zipfile.ZipFile, name: str) -> Any:
-    return json.loads(zf.read(name).decode("utf-8"))
+    return specs[0]
 
 
 class Retriever:
@@ -179,12 +152,8 @@ class Retriever:
         evidence_pool: float = 4.0,
     ) -> None:
         if embedder is None:
-            from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
-
             embedder = SentenceTransformerEmbedder()
         if index is None:
-            from ctxkit.retrieval.index import FaissIndex
-
             index = FaissIndex(embedder.dim)
         if index.dim != embedder.dim:
             raise InvalidInputError(f"the index has {index.dim} dimensions but the embedder makes {embedder.dim}")
@@ -405,11 +374,12 @@ class Retriever:
     def chunk_cost(self, chunk: Chunk) -> int:
         """Tokens ``chunk`` takes in an assembled prompt: its ``<document>`` block, counted whole.
 
-        The block is rendered exactly as :class:`~ctxkit.assembly.Assembler` renders it and
-        counted by the retriever's tokenizer (cached by content). ``metadata["tokens"]`` is not
-        read: a count supplied with a chunk never decides whether a budget holds.
+        The cost is :func:`ctxkit.assembly.context.block_cost`, the function the
+        :class:`~ctxkit.assembly.Assembler` charges with, counted by the retriever's tokenizer
+        (cached by content). ``metadata["tokens"]`` is not read: a count supplied with a chunk
+        never decides whether a budget holds.
         """
-        return self.tokenizer.count(document_block(chunk))
+        return block_cost(self.tokenizer, chunk)
 
     def retrieve(
         self,
@@ -421,8 +391,15 @@ class Retriever:
         candidates: int | None = None,
         diversity: bool = True,
         packing: Packing | None = None,
+        tokenizer: str | Tokenizer | None = None,
     ) -> list[Chunk]:
-        """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring)."""
+        """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring).
+
+        Costs are counted by ``tokenizer`` (a spec, a model name or a tokenizer; default the
+        retriever's own), so ``budget_tokens`` is in that tokenizer's tokens: :meth:`prompt`
+        passes the assembler's, whose model the prompt is for.
+        """
+        tok = self.tokenizer if tokenizer is None else get_tokenizer(tokenizer)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or budget_tokens < 0:
             raise InvalidInputError(f"budget_tokens must be an int >= 0, got {budget_tokens!r}")
         bad_candidates = not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1
@@ -453,12 +430,13 @@ class Retriever:
                 )
                 order = sub[picked].tolist()
         if packing == "evidence":
-            return self._pack_evidence(query, [(found[j], float(scores[j])) for j in order], budget_tokens, qv)
+            ranked = [(found[j], float(scores[j])) for j in order]
+            return self._pack_evidence(query, ranked, budget_tokens, qv, tok)
         out: list[Chunk] = []
         room = budget_tokens
         for j in order:
             c = found[j]
-            cost = self.chunk_cost(c)
+            cost = block_cost(tok, c)
             if cost <= room:
                 out.append(c.model_copy(update={"score": float(max(scores[j], 0.0))}))
                 room -= cost
@@ -466,17 +444,22 @@ class Retriever:
                     break
         return out
 
-    def _pack_evidence(self, query: str, ranked: list[tuple[Chunk, float]], budget: int, qv: Any) -> list[Chunk]:
+    def _pack_evidence(
+        self, query: str, ranked: list[tuple[Chunk, float]], budget: int, qv: Any, tok: Tokenizer
+    ) -> list[Chunk]:
         """Candidates (best first, from the search's snapshot) worth ``evidence_pool`` times the budget, packed
-        sentence by sentence."""
+        sentence by sentence; every cost counted by ``tok``."""
         cands: list[Chunk] = []
         pool = 0
         for c, s in ranked:
             if pool >= self.evidence_pool * budget:
                 break
             cands.append(c.model_copy(update={"score": max(s, 0.0)}))
-            pool += self.chunk_cost(c)
-        return self.evidence.pack(query, cands, budget, query_vector=qv).chunks
+            pool += block_cost(tok, c)
+        packer = self.evidence
+        if tok is not packer.tokenizer:
+            packer = EvidencePacker(self.embedder, tok, weights=packer.weights)
+        return packer.pack(query, cands, budget, query_vector=qv).chunks
 
     async def aretrieve(self, query: str, budget_tokens: int, **kw: Any) -> list[Chunk]:
         """:meth:`retrieve` in a worker thread, for async callers."""
@@ -514,70 +497,59 @@ class Retriever:
         if memory:
             others.append(Message.system(f"{asm.memory_header}\n{memory}"))
         used = base_tokens_for(counter, "system" if system else None) + sum(counter.message_tokens(m) for m in others)
-        header = asm.counter.tokenizer.count(asm.context_header + "\n\n") + 1
-        room = min(bud.sections["retrieved"].cap(limit), limit - used) - header
-        chunks = self.retrieve(query, max(room, 0), filter=filter, mode=mode, packing=packing) if room > 0 else []
+        room = min(bud.sections["retrieved"].cap(limit), limit - used) - asm.context_cost()
+        chunks = (
+            self.retrieve(query, room, filter=filter, mode=mode, packing=packing, tokenizer=counter.tokenizer)
+            if room > 0
+            else []
+        )
         return asm.assemble(query=query, system=system, history=history, memory=memory, chunks=chunks, budget=bud)
 
     # ------------------------------------------------------------------ persistence
-    def _manifest(self, index: BaseVectorIndex) -> dict[str, Any]:
+    def _manifest(self, index: BaseVectorIndex) -> StoreManifest:
         """Everything but the chunks and the vectors: what :meth:`load` needs to rebuild the rest."""
-        from ctxkit import __version__
-
         tok_spec = _tokenizer_spec(self.tokenizer, self._tokenizer_spec, "retriever's")
         ch = self.chunker
-        return {
-            "format": _STORE_FORMAT,
-            "version": _STORE_VERSION,
-            "ctxkit_version": __version__,
-            "embedder": {"name": self.embedder.name, "dim": self.embedder.dim},
-            "tokenizer": tok_spec,
-            "chunker": {
-                "target_tokens": ch.target_tokens,
-                "overlap_tokens": ch.overlap_tokens,
-                "max_tokens": ch.max_tokens,
-                "markdown": ch.markdown,
-                "tokenizer": _tokenizer_spec(ch.tokenizer, tok_spec, "chunker's"),
-            },
-            "hybrid": self.lexical is not None,
-            "bm25": (
-                None
-                if self.lexical is None
-                else {"k1": self.lexical.k1, "b": self.lexical.b, "stopwords": self.lexical.stopwords}
+        lex = self.lexical
+        return StoreManifest(
+            version=STORE_VERSION,
+            ctxkit_version=__version__,
+            embedder=EmbedderInfo(name=self.embedder.name, dim=self.embedder.dim),
+            tokenizer=tok_spec,
+            chunker=ChunkerSettings(
+                target_tokens=ch.target_tokens,
+                overlap_tokens=ch.overlap_tokens,
+                max_tokens=ch.max_tokens,
+                markdown=ch.markdown,
+                tokenizer=_tokenizer_spec(ch.tokenizer, tok_spec, "chunker's"),
             ),
-            "ranking": {
-                "rrf_k": self.rrf_k,
-                "lexical_weight": self.lexical_weight,
-                "mmr_lambda": self.mmr_lambda,
-                "dedupe_threshold": self.dedupe_threshold,
-                "candidates": self.candidates,
-                "packing": self.packing,
-                "evidence_pool": self.evidence_pool,
-                "evidence": self.evidence.weights.model_dump(),
-            },
-            "index": {"class": type(index).__name__, "dim": index.dim, "member": "index.ctx"},
-            "chunks": len(self._chunks),
-        }
+            hybrid=lex is not None,
+            bm25=None if lex is None else BM25Settings(k1=lex.k1, b=lex.b, stopwords=lex.stopwords),
+            ranking=RankingSettings(
+                rrf_k=self.rrf_k,
+                lexical_weight=self.lexical_weight,
+                mmr_lambda=self.mmr_lambda,
+                dedupe_threshold=self.dedupe_threshold,
+                candidates=self.candidates,
+                packing=self.packing,
+                evidence_pool=self.evidence_pool,
+                evidence=self.evidence.weights,
+            ),
+            index=IndexInfo(kind=type(index).__name__, dim=index.dim),
+            chunks=len(self._chunks),
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the whole retriever to one file, atomically; :meth:`load` rebuilds it.
 
-        Stored (layout in the module docstring): a format version, the embedder's ``name``
-        and ``dim`` (the embedder itself is code and is passed again to :meth:`load`), the
-        vector index through its own :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every
-        chunk with all its fields, the document -> chunk ids map, the chunker settings and
-        its tokenizer spec, the retriever's tokenizer spec, the hybrid flag and BM25
-        parameters, and the ranking settings (``rrf_k``, ``lexical_weight``,
-        ``mmr_lambda``, ``dedupe_threshold``, ``candidates``). Nothing is re-embedded on load.
-
-        One file rather than a folder, because only a single file can be swapped in
-        atomically: the store is written to a temporary sibling file, flushed, fsynced and
-        renamed over ``path`` (``os.replace``), so an interrupted save leaves the previous
-        store (or none) and never a half-written one that loads. A folder cannot be renamed
-        over an existing one in one step. The file is a zip archive, so each member carries
-        a CRC-32 that :meth:`load` checks (the index member also carries its own SHA-256),
-        and any zip tool can list or extract it. The price: the serialized index is held in
-        memory while saving and loading.
+        Stored (layout and why one file in :mod:`ctxkit.retrieval.store`): a format version, the
+        embedder's ``name`` and ``dim`` (the embedder itself is code and is passed again to
+        :meth:`load`), the vector index through its own
+        :meth:`~ctxkit.retrieval.BaseVectorIndex.save`, every chunk with all its fields, the
+        document -> chunk ids map, the chunker and tokenizer specs, the BM25 parameters and the
+        ranking settings. Nothing is re-embedded on load. An interrupted save leaves the previous
+        store (or none), never a half-written one that loads. The price of one zip file: the
+        serialized index is held in memory while saving and loading.
 
         Raises :class:`~ctxkit.errors.InvalidInputError` when a part cannot be rebuilt in
         another process: an index with no file format of its own (a
@@ -609,24 +581,7 @@ class Retriever:
             index_bytes = index.to_bytes()
             chunks = list(self._chunks.values())
             by_doc = {d: list(ids) for d, ids in self._by_doc.items()}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            atomic_write(target) as f,
-            zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
-        ):
-            _put_json(zf, "manifest.json", manifest)
-            with zf.open("chunks.jsonl", "w", force_zip64=True) as out:
-                for s in range(0, len(chunks), 1024):
-                    lines = [
-                        json.dumps(c.model_dump(mode="json"), ensure_ascii=False) + "\n" for c in chunks[s : s + 1024]
-                    ]
-                    out.write("".join(lines).encode("utf-8"))
-            if _save_hook is not None:
-                _save_hook("chunks.jsonl")
-            _put_json(zf, "by_doc.json", by_doc)
-            zf.writestr("index.ctx", index_bytes, compress_type=zipfile.ZIP_STORED)
-            if _save_hook is not None:
-                _save_hook("index.ctx")
+        write_store(target, manifest, chunks, by_doc, index_bytes)
         return target
 
     @classmethod
@@ -640,164 +595,49 @@ class Retriever:
         store was made with it. The vector index, chunks, chunker, tokenizer and settings
         come from the file; the BM25 side of a hybrid retriever is refilled from the stored
         chunk texts (and built on the first hybrid search). A missing, truncated, corrupt or
-        unknown-version file raises :class:`~ctxkit.errors.ResourceError`.
+        unknown-version file, or one with a malformed manifest, raises
+        :class:`~ctxkit.errors.StoreFormatError` (a :class:`~ctxkit.errors.ResourceError`).
         """
         src = Path(path)
-        remove_stale_temporaries(src)
-        try:
-            zf = zipfile.ZipFile(src)
-        except FileNotFoundError as exc:
-            raise ResourceError(f"no Retriever store at {src}; build a Retriever and call save({str(src)!r})") from exc
-        except IsADirectoryError as exc:
-            raise ResourceError(f"{src} is a folder; pass the file that Retriever.save() wrote") from exc
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise ResourceError(_corrupt(src, exc)) from exc
-        with zf:
-            manifest = _read_manifest(zf, src)
-            emb = _check_embedder(manifest, embedder, src)
-            try:
-                r = cls._from_store(zf, manifest, emb, src)
-            except CtxkitError:
-                raise
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, ValueError) as exc:
-                raise ResourceError(_corrupt(src, exc)) from exc
-        return r
-
-    @classmethod
-    def _from_store(cls, zf: zipfile.ZipFile, manifest: dict[str, Any], embedder: Embedder, src: Path) -> Retriever:
-        """The retriever of an open store whose manifest and embedder were checked."""
-        try:
-            cfg = manifest["chunker"]
-            spec = str(manifest["tokenizer"])
-            chunker_spec = str(cfg["tokenizer"])
-            ranking = manifest["ranking"]
-            bm25 = manifest["bm25"] if manifest["hybrid"] else None
-            member = str(manifest["index"]["member"])
-            n_chunks = int(manifest["chunks"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ResourceError(f"{src} has a malformed manifest ({exc!r}); save the Retriever again") from exc
-        try:
-            chunk_tok = get_tokenizer(chunker_spec)
-            get_tokenizer(spec)
-        except (UnknownNameError, ResourceError) as exc:
-            raise ResourceError(
-                f"{src} counts tokens with {spec!r} (chunker: {chunker_spec!r}), which this process cannot "
-                f"build: {exc}. Install or register_tokenizer() it, then load again"
-            ) from exc
-        with zf.open("chunks.jsonl") as part:  # streamed; the CRC-32 is checked at the end
-            chunks = [
-                Chunk.model_validate(json.loads(line)) for line in io.TextIOWrapper(part, "utf-8") if line.strip()
-            ]
-        by_doc = _read_json(zf, "by_doc.json")
-        if not isinstance(by_doc, dict) or not all(
-            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in by_doc.values()
-        ):
-            raise ResourceError(f"{src} has a malformed by_doc.json; save the Retriever again")
-        store = {c.id: c for c in chunks}
-        if len(chunks) != n_chunks or len(store) != n_chunks:
-            raise ResourceError(
-                f"{src} lists {n_chunks} chunks but holds {len(chunks)} ({len(store)} distinct ids); save it again"
-            )
-        try:
-            index = BaseVectorIndex.from_bytes(zf.read(member), where=f"{src}:{member}")
-        except ResourceError as exc:
-            raise ResourceError(
-                f"the vector index inside {src} cannot be read ({exc}); save the Retriever again"
-            ) from exc
-        if index.dim != embedder.dim:
-            raise ResourceError(f"{src}: its index has {index.dim} dimensions but its embedder {embedder.dim}")
-        missing = [i for i in store if i not in index]
-        if missing:
-            raise ResourceError(
-                f"{src} is inconsistent: {len(missing)} chunks (e.g. {missing[0]!r}) have no vector; save it again"
-            )
+        with open_store(src) as store:
+            manifest = store.manifest
+            emb = store.embedder(embedder)
+            chunk_tok = store.chunker_tokenizer()
+            chunks, by_doc, index = store.contents()
+        cfg, ranking = manifest.chunker, manifest.ranking
         try:
             chunker = Chunker(
-                int(cfg["target_tokens"]),
-                int(cfg["overlap_tokens"]),
-                max_tokens=int(cfg["max_tokens"]),
+                cfg.target_tokens,
+                cfg.overlap_tokens,
+                max_tokens=cfg.max_tokens,
                 tokenizer=chunk_tok,
-                markdown=bool(cfg["markdown"]),
+                markdown=cfg.markdown,
             )
             r = cls(
-                embedder,
+                emb,
                 index,
                 chunker=chunker,
-                tokenizer=spec,
-                rrf_k=int(ranking["rrf_k"]),
-                lexical_weight=float(ranking["lexical_weight"]),
-                mmr_lambda=float(ranking["mmr_lambda"]),
-                dedupe_threshold=None if ranking["dedupe_threshold"] is None else float(ranking["dedupe_threshold"]),
-                candidates=int(ranking["candidates"]),
-                hybrid=bm25 is not None,
-                packing=ranking.get("packing", "chunks"),
-                evidence=EvidenceWeights.model_validate(ranking["evidence"]) if "evidence" in ranking else None,
-                evidence_pool=float(ranking.get("evidence_pool", 4.0)),
+                tokenizer=manifest.tokenizer,
+                rrf_k=ranking.rrf_k,
+                lexical_weight=ranking.lexical_weight,
+                mmr_lambda=ranking.mmr_lambda,
+                dedupe_threshold=ranking.dedupe_threshold,
+                candidates=ranking.candidates,
+                hybrid=manifest.bm25 is not None,
+                packing=ranking.packing,
+                evidence=ranking.evidence,
+                evidence_pool=ranking.evidence_pool,
             )
-        except (InvalidInputError, ValueError) as exc:
-            raise ResourceError(
+        except ValueError as exc:  # InvalidInputError from the constructors, or a plain ValueError
+            raise StoreFormatError(
                 f"{src} has invalid settings in its manifest ({exc}); save the Retriever again"
             ) from exc
-        r._chunks = store
-        r._by_doc = {str(d): list(ids) for d, ids in by_doc.items()}
+        r._chunks = {c.id: c for c in chunks}
+        r._by_doc = by_doc
+        bm25 = manifest.bm25
         if bm25 is not None:
-            r.lexical = BM25Index(k1=float(bm25["k1"]), b=float(bm25["b"]), stopwords=bm25["stopwords"])
+            r.lexical = BM25Index(k1=bm25.k1, b=bm25.b, stopwords=bm25.stopwords)
             r.lexical.upsert(
                 [c.id for c in chunks], [c.text for c in chunks], [{**c.metadata, "doc_id": c.doc_id} for c in chunks]
             )
         return r
-
-
-def _corrupt(src: Path, exc: BaseException) -> str:
-    return (
-        f"{src} is not a readable Retriever store: it is truncated, corrupt or not a store at all ({exc!r}). "
-        "Save the Retriever again, or rebuild it from the documents"
-    )
-
-
-def _read_manifest(zf: zipfile.ZipFile, src: Path) -> dict[str, Any]:
-    """The checked manifest of an open store: right format, a version this ctxkit reads."""
-    try:
-        manifest = _read_json(zf, "manifest.json")
-    except KeyError as exc:
-        raise ResourceError(
-            f"{src} is a zip file but not a Retriever store (no manifest.json); pass a file that Retriever.save() wrote"
-        ) from exc
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-        raise ResourceError(_corrupt(src, exc)) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != _STORE_FORMAT:
-        raise ResourceError(f"{src} is not a Retriever store; pass a file that Retriever.save() wrote")
-    version = manifest.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResourceError(f"{src} has an invalid store version {version!r}; save the Retriever again")
-    if version > _STORE_VERSION:
-        raise ResourceError(
-            f"{src} is a version {version} Retriever store, but this ctxkit reads up to version {_STORE_VERSION}: "
-            "upgrade ctxkit, or save the Retriever again with this version"
-        )
-    return manifest
-
-
-def _check_embedder(manifest: dict[str, Any], embedder: Embedder | None, src: Path) -> Embedder:
-    """The embedder to load with: the given one if it matches the store, else the default if the store used it."""
-    try:
-        name = str(manifest["embedder"]["name"])
-        dim = int(manifest["embedder"]["dim"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResourceError(f"{src} has a malformed manifest ({exc!r}); save the Retriever again") from exc
-    if embedder is None:
-        if name != _DEFAULT_EMBEDDER_NAME:
-            raise InvalidInputError(
-                f"{src} was built with the embedder {name!r} ({dim} dims), not the default "
-                f"{_DEFAULT_EMBEDDER_NAME!r}; pass the embedder that built it: Retriever.load(path, embedder=...)"
-            )
-        from ctxkit.retrieval.embeddings import SentenceTransformerEmbedder
-
-        embedder = SentenceTransformerEmbedder()
-    if embedder.name != name or embedder.dim != dim:
-        raise InvalidInputError(
-            f"{src} was built with the embedder {name!r} ({dim} dims) but the given embedder is "
-            f"{embedder.name!r} ({embedder.dim} dims): stored vectors only match queries from the same model. "
-            "Pass the embedder that built the store"
-        )
-    return embedder

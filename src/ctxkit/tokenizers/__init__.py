@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ctxkit.tokenizers.base import BaseTokenizer, TokenCountCache, Tokenizer
-from ctxkit.tokenizers.registry import get_tokenizer, register_tokenizer
+from ctxkit.tokenizers.registry import get_tokenizer, register_tokenizer, specs_of
 
 if TYPE_CHECKING:
     from ctxkit.tokenizers.chat import (
@@ -37,6 +37,7 @@ __all__ = [
     "get_chat_counter",
     "get_tokenizer",
     "register_tokenizer",
+    "specs_of",
 ]
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.tokenizers.base import Tokenizer
 
-__all__ = ["count_tokens", "get_tokenizer", "register_tokenizer"]
+__all__ = ["count_tokens", "get_tokenizer", "register_tokenizer", "specs_of"]
 
 _lock = threading.RLock()
 _instances: dict[str, Tokenizer] = {}
@@ -39,28 +39,28 @@ _BUILTIN_SPECS: dict[str, str] = {
 
 
 def _tiktoken(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
+    from ctxkit.tokenizers._tiktoken import TiktokenTokenizer  # lazy: the first count stays cheap
 
     return TiktokenTokenizer(arg)
 
 
 def _hf(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._hf import HFTokenizer
+    from ctxkit.tokenizers._hf import HFTokenizer  # lazy: optional dependency
 
     return HFTokenizer.from_file(arg)
 
 
 def _gguf(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._gguf import GGUFTokenizer
+    from ctxkit.tokenizers._gguf import GGUFTokenizer  # lazy: optional dependency
 
     return GGUFTokenizer.from_path(None if arg in ("", "default") else arg)
 
 
 def _estimate(arg: str) -> Tokenizer:
-    from ctxkit.tokenizers._estimate import EstimatingTokenizer
-
     if arg != "claude":
         raise UnknownNameError("estimator", arg, ["claude"])
+    from ctxkit.tokenizers._estimate import EstimatingTokenizer  # lazy: the first count stays cheap
+
     return EstimatingTokenizer(get_tokenizer("tiktoken:cl100k_base"), name="estimate:claude")
 
 
@@ -105,6 +105,17 @@ def get_tokenizer(spec: str | Tokenizer) -> Tokenizer:
             tok = get_tokenizer(info.tokenizer)
         _instances[spec] = tok
         return tok
+
+
+def specs_of(tokenizer: Tokenizer) -> list[str]:
+    """The specs and model names :func:`get_tokenizer` has resolved to this very ``tokenizer`` in this process.
+
+    ``kind:argument`` specs come first, then model names, each group sorted. Empty for a tokenizer built by
+    hand: no spec names it, so another process could not rebuild it with :func:`get_tokenizer`.
+    """
+    with _lock:
+        specs = [spec for spec, tok in _instances.items() if tok is tokenizer]
+    return sorted(specs, key=lambda spec: (":" not in spec, spec))
 
 
 def count_tokens(text: str, model: str = "gpt-4o") -> int:

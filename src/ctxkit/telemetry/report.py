@@ -447,8 +447,13 @@ class Report(CtxkitModel):
                 else ""
             )
             + (
-                f" Local calls: {s.local_calls}, not free: their prompts would cost {_fmt_money(s.local_as_baseline)}"
-                f" on {base}, and took {s.local_compute_s:.1f} s of local compute."
+                f" Local calls: {s.local_calls}, not free: "
+                + (
+                    f"their prompts would cost {_fmt_money(s.local_as_baseline)} on {base}"
+                    if self.baseline_model
+                    else "report(baseline_model=...) prices their prompts on a paid model"
+                )
+                + f"; they took {s.local_compute_s:.1f} s of local compute."
                 if s.local_calls
                 else ""
             )

@@ -477,8 +477,10 @@ def main(argv: list[str]) -> dict[str, object]:
         for k in ("offloaded_results", "edit_batches", "compactions"):
             if k in r:
                 out[f"{prefix}{k}"] = r[k]
-    out["answers"] = {p: r["answers"] for p, r in results.items()}
-    out["expected"] = [t["file"] if a.question == "file" else t["answer"] for t in tasks]
+    root = Path(__file__).resolve().parent.parent
+    out["answers_kept_in"] = (
+        str(run_dir.resolve().relative_to(root)) if run_dir.resolve().is_relative_to(root) else str(run_dir)
+    )
     return out
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer
+from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer, _title_pattern
 from ctxkit.compress.sentences import split_sentences
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
@@ -63,6 +64,7 @@ __all__ = ["EvidenceDrop", "EvidencePack", "EvidencePacker", "EvidenceWeights", 
 
 FloatArray = npt.NDArray[np.float64]
 _GAP = " … "
+_ANAPHORIC = re.compile(r"\s*(?:(?:He|She|It|They|His|Her|Its|Their|This|These|Those)\b|The [a-z]+\b)")
 _SEP_TOKENS = 1  # whitespace or the gap mark between kept sentences, per sentence; the recount is exact
 
 
@@ -81,6 +83,13 @@ class EvidenceWeights(BaseModel):
     bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
     bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
+    title: float = Field(0.0, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
+    pair: float = Field(
+        0.0, ge=0.0, description="coverage starts with the best pair of passages, this bonus if one names the other"
+    )
+    anaphora: bool = Field(
+        False, description="a sentence opening with a pronoun ('He', 'It', 'The band') is packed with its lead sentence"
+    )
 
 
 class EvidenceDrop(BaseModel):
@@ -261,6 +270,7 @@ class EvidencePacker:
             lead=w.lead,
             bridge=w.bridge,
             bridge_top=w.bridge_top,
+            title=w.title,
             salience=0.0,
         )
         scored = [ScoredPassage(p.title, [t for _, _, t in p.sents], p.first_is_lead) for p in passages]
@@ -300,32 +310,45 @@ class EvidencePacker:
 
         picked = np.zeros(len(texts), dtype=bool)
         opened = np.zeros(len(passages), dtype=bool)
-        order: list[int] = []
+        lead_of = self._leads(passages, texts) if w.anaphora else np.full(len(texts), -1, dtype=np.int64)
+        has_lead = lead_of >= 0
+        lead_ix = np.where(has_lead, lead_of, 0)
         room = budget_tokens
+
+        def unit(j: int) -> list[int]:
+            """A sentence with the lead sentence it needs (when not packed yet)."""
+            return [j] if lead_of[j] < 0 or picked[lead_of[j]] else [int(lead_of[j]), j]
+
+        def take(j: int) -> None:
+            nonlocal room
+            for k in unit(j):
+                picked[k] = True
+                room -= int(cost[k])
+            if not opened[owner[j]]:
+                room -= int(wrap[owner[j]])
+                opened[owner[j]] = True
+
         if w.cover > 0:  # coverage before depth: the best sentence of each of the best passages first
             best_of = np.full(len(passages), -1, dtype=np.int64)
             for j in np.argsort(-score, kind="stable").tolist():
                 if best_of[owner[j]] < 0:
                     best_of[owner[j]] = j
-            for i in np.argsort(-score[best_of], kind="stable")[: w.cover].tolist():
+            first = np.argsort(-score[best_of], kind="stable")[: w.cover].tolist()
+            if w.pair > 0 and w.cover >= 2:
+                first = self._pair(passages, score[best_of], w.pair) + first
+            for i in list(dict.fromkeys(first))[: w.cover]:
                 j = int(best_of[i])
-                eff_j = int(cost[j] + wrap[owner[j]])
-                if eff_j <= room:
-                    picked[j] = True
-                    order.append(j)
-                    room -= eff_j
-                    opened[owner[j]] = True
+                if sum(int(cost[k]) for k in unit(j)) + wrap[owner[j]] <= room:
+                    take(j)
         while True:
-            eff = cost + np.where(opened[owner], 0, wrap[owner])
+            need = has_lead & ~picked[lead_ix]
+            eff = cost + np.where(need, cost[lead_ix], 0) + np.where(opened[owner], 0, wrap[owner])
             ok = ~picked & (eff <= room)
             if not ok.any():
                 break
-            key = np.where(ok, value / np.power(eff.astype(np.float64), w.density), -np.inf)
-            j = int(np.argmax(key))
-            picked[j] = True
-            order.append(j)
-            room -= int(eff[j])
-            opened[owner[j]] = True
+            worth = value + np.where(need, value[lead_ix], 0.0)
+            key = np.where(ok, worth / np.power(eff.astype(np.float64), w.density), -np.inf)
+            take(int(np.argmax(key)))
 
         # exact recount; drop the least valuable kept sentence until the total fits
         while True:
@@ -359,6 +382,37 @@ class EvidencePacker:
             sentences=n_sent,
             dropped=dropped,
         )
+
+    @staticmethod
+    def _pair(passages: list[_Passage], best: FloatArray, bonus: float, top: int = 8) -> list[int]:
+        """The two passages (of the ``top`` best) with the highest best-sentence scores plus ``bonus`` when one's
+        text names the other's title (a bridge): a multi-hop answer needs both."""
+        cand: list[int] = np.argsort(-best, kind="stable")[:top].tolist()
+        pats = {i: _title_pattern(passages[i].title) if passages[i].title else None for i in cand}
+        choice, top_value = cand[:2], -np.inf
+        for x, a in enumerate(cand):
+            for b in cand[x + 1 :]:
+                pa, pb = pats[a], pats[b]
+                linked = (pb is not None and pb.search(passages[a].text) is not None) or (
+                    pa is not None and pa.search(passages[b].text) is not None
+                )
+                v = float(best[a] + best[b]) + bonus * linked
+                if v > top_value:
+                    choice, top_value = [a, b], v
+        return choice
+
+    @staticmethod
+    def _leads(passages: list[_Passage], texts: list[str]) -> npt.NDArray[np.int64]:
+        """For each sentence that opens with a pronoun or "The <noun>", the index of its document's lead, else -1."""
+        out = np.full(len(texts), -1, dtype=np.int64)
+        base = 0
+        for p in passages:
+            if p.first_is_lead:
+                for k in range(1, len(p.sents)):
+                    if _ANAPHORIC.match(texts[base + k]):
+                        out[base + k] = base
+            base += len(p.sents)
+        return out
 
     def _render(self, passages: list[_Passage], picked: npt.NDArray[np.bool_], score: FloatArray) -> list[Chunk]:
         out: list[Chunk] = []

@@ -192,7 +192,7 @@ def test_a_title_of_stop_words_or_the_own_passage_is_no_mention() -> None:
 
 
 def test_a_comparison_keeps_a_sentence_of_both_named_passages() -> None:
-    """"Which has more albums, Kerrow or Tallis Vane?": both named passages are packed, not a namesake's."""
+    """A comparison ("Kerrow or Tallis Vane?"): both named passages are packed, not a namesake's."""
     docs = [
         Document(id="a", title="Kerrow (band)", text="Kerrow is a rock band that released six albums."),
         Document(id="b", title="Tallis Vane", text="Tallis Vane was a duo from Leeds. The duo released two records."),

@@ -18,12 +18,18 @@
      of the other passages (case-insensitive, whole words); a passage they name is lifted.
      The second paragraph of a multi-hop question often shares few words with the question
      but is named in the first;
+   * title: a passage whose title the query names is lifted (a trailing ``(band)`` is ignored,
+     whole words only), so a comparison ("Shihad or Morningwood?") reaches both named passages
+     and not a namesake ("Shihad discography");
 
 3. **packs by value per token**, after **coverage**: the best sentence of each of the ``cover``
-   best passages goes in first; then a sentence's value is ``exp((score - best) / temperature)``;
+   best passages goes in first (with ``pair`` > 0 the best *pair* of passages comes first, one
+   naming the other earning the bonus); then a sentence's value is ``exp((score - best) / temperature)``;
    the greedy step takes the sentence with the highest ``value / cost ** density`` that still
    fits, where the cost of a passage's first kept sentence includes its ``<document>``
-   wrapper with the title (the title stays with what is kept from its passage and is paid for);
+   wrapper with the title (the title stays with what is kept from its passage and is paid for).
+   With ``anaphora`` a sentence that opens with a pronoun or "The <noun>" is one unit with its
+   document's lead sentence (value and cost counted jointly, both packed or neither);
 4. **recounts** each packed passage exactly as the assembler renders it, with the
    retriever's own cost formula too, and drops the least valuable sentence until the total
    fits: never over budget;
@@ -83,7 +89,7 @@ class EvidenceWeights(BaseModel):
     bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
     bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
-    title: float = Field(0.0, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
+    title: float = Field(0.4, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
     pair: float = Field(
         0.0, ge=0.0, description="coverage starts with the best pair of passages, this bonus if one names the other"
     )

@@ -59,7 +59,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer, _title_pattern
+from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer, named_in
 from ctxkit.compress.sentences import split_sentences
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
@@ -363,7 +363,9 @@ class EvidencePacker:
             if total <= budget_tokens:
                 break
             kept = np.flatnonzero(picked)
-            picked[kept[int(np.argmin(value[kept] / cost[kept]))]] = False
+            drop = int(kept[int(np.argmin(value[kept] / cost[kept]))])
+            picked[drop] = False
+            picked[lead_of == drop] = False  # a pronoun-led sentence does not stay without its lead
 
         starts = [(p, s, e) for p in passages for s, e, _ in p.sents]
         dropped = [
@@ -391,17 +393,16 @@ class EvidencePacker:
 
     @staticmethod
     def _pair(passages: list[_Passage], best: FloatArray, bonus: float, top: int = 8) -> list[int]:
-        """The two passages (of the ``top`` best) with the highest best-sentence scores plus ``bonus`` when one's
-        text names the other's title (a bridge): a multi-hop answer needs both."""
+        """The two passages (of the ``top`` best) with the highest sum of best-sentence scores, plus ``bonus`` when
+        one's text names the other's title (a bridge): a multi-hop answer needs both."""
         cand: list[int] = np.argsort(-best, kind="stable")[:top].tolist()
-        pats = {i: _title_pattern(passages[i].title) if passages[i].title else None for i in cand}
+        titles = [passages[i].title for i in cand]
+        names = np.stack([named_in(passages[i].text, titles) for i in cand])  # names[x, y]: x's text names y
         choice, top_value = cand[:2], -np.inf
         for x, a in enumerate(cand):
-            for b in cand[x + 1 :]:
-                pa, pb = pats[a], pats[b]
-                linked = (pb is not None and pb.search(passages[a].text) is not None) or (
-                    pa is not None and pa.search(passages[b].text) is not None
-                )
+            for y in range(x + 1, len(cand)):
+                b = cand[y]
+                linked = titles[x] != titles[y] and bool(names[x, y] or names[y, x])
                 v = float(best[a] + best[b]) + bonus * linked
                 if v > top_value:
                     choice, top_value = [a, b], v

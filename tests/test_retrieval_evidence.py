@@ -92,7 +92,6 @@ packer = EvidencePacker(HashedWords(), TOK)
         bridge_top=st.integers(1, 3),
         cover=st.integers(0, 3),
         title=st.floats(0, 2),
-        pair=st.floats(0, 2),
         anaphora=st.booleans(),
     ),
 )

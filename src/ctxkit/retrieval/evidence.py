@@ -23,8 +23,7 @@
      and not a namesake ("Shihad discography");
 
 3. **packs by value per token**, after **coverage**: the best sentence of each of the ``cover``
-   best passages goes in first (with ``pair`` > 0 the best *pair* of passages comes first, one
-   naming the other earning the bonus); then a sentence's value is ``exp((score - best) / temperature)``;
+   best passages goes in first; then a sentence's value is ``exp((score - best) / temperature)``;
    the greedy step takes the sentence with the highest ``value / cost ** density`` that still
    fits, where the cost of a passage's first kept sentence includes its ``<document>``
    wrapper with the title (the title stays with what is kept from its passage and is paid for).
@@ -59,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer, named_in
+from ctxkit.compress.relevance import RelevanceWeights, ScoredPassage, SentenceScorer
 from ctxkit.compress.sentences import split_sentences
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
@@ -90,9 +89,6 @@ class EvidenceWeights(BaseModel):
     bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
     title: float = Field(0.4, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
-    pair: float = Field(
-        0.0, ge=0.0, description="coverage starts with the best pair of passages, this bonus if one names the other"
-    )
     anaphora: bool = Field(
         False, description="a sentence opening with a pronoun ('He', 'It', 'The band') is packed with its lead sentence"
     )
@@ -339,10 +335,7 @@ class EvidencePacker:
             for j in np.argsort(-score, kind="stable").tolist():
                 if best_of[owner[j]] < 0:
                     best_of[owner[j]] = j
-            first = np.argsort(-score[best_of], kind="stable")[: w.cover].tolist()
-            if w.pair > 0 and w.cover >= 2:
-                first = self._pair(passages, score[best_of], w.pair) + first
-            for i in list(dict.fromkeys(first))[: w.cover]:
+            for i in np.argsort(-score[best_of], kind="stable")[: w.cover].tolist():
                 j = int(best_of[i])
                 if sum(int(cost[k]) for k in unit(j)) + wrap[owner[j]] <= room:
                     take(j)
@@ -390,23 +383,6 @@ class EvidencePacker:
             sentences=n_sent,
             dropped=dropped,
         )
-
-    @staticmethod
-    def _pair(passages: list[_Passage], best: FloatArray, bonus: float, top: int = 8) -> list[int]:
-        """The two passages (of the ``top`` best) with the highest sum of best-sentence scores, plus ``bonus`` when
-        one's text names the other's title (a bridge): a multi-hop answer needs both."""
-        cand: list[int] = np.argsort(-best, kind="stable")[:top].tolist()
-        titles = [passages[i].title for i in cand]
-        names = np.stack([named_in(passages[i].text, titles) for i in cand])  # names[x, y]: x's text names y
-        choice, top_value = cand[:2], -np.inf
-        for x, a in enumerate(cand):
-            for y in range(x + 1, len(cand)):
-                b = cand[y]
-                linked = titles[x] != titles[y] and bool(names[x, y] or names[y, x])
-                v = float(best[a] + best[b]) + bonus * linked
-                if v > top_value:
-                    choice, top_value = [a, b], v
-        return choice
 
     @staticmethod
     def _leads(passages: list[_Passage], texts: list[str]) -> npt.NDArray[np.int64]:

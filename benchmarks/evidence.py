@@ -268,6 +268,7 @@ SWEEPS: dict[int, list[dict[str, float]]] = {
         for top in (2, 3, 4)
         for cover in (0, 2, 3)
     ],
+    5: [{"title": title, "anaphora": anaphora} for title in (0.0, 0.2, 0.4, 0.8) for anaphora in (False, True)],
 }
 
 

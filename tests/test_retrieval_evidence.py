@@ -91,6 +91,8 @@ packer = EvidencePacker(HashedWords(), TOK)
         bridge=st.floats(0, 2),
         bridge_top=st.integers(1, 3),
         cover=st.integers(0, 3),
+        title=st.floats(0, 2),
+        anaphora=st.booleans(),
     ),
 )
 def test_evidence_pack_invariants(
@@ -186,6 +188,46 @@ def test_a_title_of_stop_words_or_the_own_passage_is_no_mention() -> None:
     plain = EvidencePacker(HashedWords(), TOK, weights=EvidenceWeights(bridge=0.0, cover=0))
     passages = _passages(chunks)
     assert np.array_equal(p.scores("Ada Quill river", passages)[0], plain.scores("Ada Quill river", passages)[0])
+
+
+def test_a_comparison_keeps_a_sentence_of_both_named_passages() -> None:
+    """A comparison ("Kerrow or Tallis Vane?"): both named passages are packed, not a namesake's."""
+    docs = [
+        Document(id="a", title="Kerrow (band)", text="Kerrow is a rock band that released six albums."),
+        Document(id="b", title="Tallis Vane", text="Tallis Vane was a duo from Leeds. The duo released two records."),
+        Document(id="c", title="Kerrow discography", text="The discography of the rock band has albums and singles."),
+        Document(id="d", title="Rock albums", text="Rock albums sold well; a band released more albums than most."),
+    ]
+    chunks = Chunker(256, 0, tokenizer=TOK).split_documents(docs)
+    query = "Which rock band released more albums, Kerrow or Tallis Vane?"
+    budget = 70
+    off = EvidencePacker(HashedWords(), TOK, weights=EvidenceWeights(title=0.0)).pack(query, chunks, budget)
+    on = EvidencePacker(HashedWords(), TOK).pack(query, chunks, budget)  # the default title weight
+    assert "Tallis Vane" not in [c.title for c in off.chunks]
+    assert {"Kerrow (band)", "Tallis Vane"} <= {c.title for c in on.chunks}
+    assert on.tokens <= budget
+
+
+def test_a_pronoun_led_sentence_comes_with_its_lead() -> None:
+    """With ``anaphora`` a kept "She …" sentence always has its document's lead before it; without, not always."""
+    docs = [
+        Document(id="a", title="Ada Quill", text="Ada Quill is a painter from the coast. She studied oils in 1970."),
+        Document(id="b", title="Stones", text="Stones are hard. Rivers move stones in 1970."),
+    ]
+    chunks = Chunker(256, 0, tokenizer=TOK).split_documents(docs)
+    query = "Where did she study oils in 1970?"
+    on = EvidencePacker(HashedWords(), TOK, weights=EvidenceWeights(anaphora=True, cover=0, lead=0.0))
+    off = EvidencePacker(HashedWords(), TOK, weights=EvidenceWeights(anaphora=False, cover=0, lead=0.0))
+    alone = 0
+    for budget in range(20, 80, 2):
+        for packer_, joint in ((on, True), (off, False)):
+            pack = packer_.pack(query, chunks, budget)
+            assert pack.tokens <= budget
+            text = " ".join(c.text for c in pack.chunks if c.title == "Ada Quill")
+            if "She studied" in text and not text.startswith("Ada Quill is a painter"):
+                assert not joint, (budget, text)
+                alone += 1
+    assert alone > 0  # the case exists: without anaphora the sentence is packed alone at some budget
 
 
 # --------------------------------------------------------------------------- real data

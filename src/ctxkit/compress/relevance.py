@@ -40,6 +40,7 @@ __all__ = [
     "SentenceScorer",
     "answer_type_match",
     "bm25_scores",
+    "named_in",
     "salience",
 ]
 
@@ -66,6 +67,9 @@ class RelevanceWeights(BaseModel):
     )
     answer_type: float = Field(
         0.0, ge=0.0, description="bonus for a sentence holding what the question asks for (a number, a year)"
+    )
+    title: float = Field(
+        0.0, ge=0.0, description="bonus for the sentences of a passage whose title the question names (comparisons)"
     )
 
 
@@ -131,6 +135,19 @@ def _title_pattern(title: str) -> re.Pattern[str] | None:
     if not any(w not in stop for w in _WORD.findall(core.lower())):  # "The", "It": not a mention
         return None
     return re.compile(rf"(?<!\w){re.escape(core)}(?!\w)", re.IGNORECASE)
+
+
+def named_in(text: str, titles: Sequence[str]) -> FloatArray:
+    """1.0 for each title that ``text`` names (case-insensitive, whole words, a trailing ``(…)`` ignored), else 0.
+
+    "Which band has more albums, Shihad or Morningwood?" names "Shihad" and "Morningwood (band)",
+    not "Shihad discography" or "Morningwood Records".
+    """
+    out = np.zeros(len(titles), dtype=np.float64)
+    for i, title in enumerate(titles):
+        pat = _title_pattern(title) if title else None
+        out[i] = 1.0 if pat is not None and pat.search(text) else 0.0
+    return out
 
 
 def _mentioned(
@@ -280,6 +297,8 @@ class SentenceScorer:
             first = np.r_[True, owner[1:] != owner[:-1]]
             lead = np.fromiter((p.lead for p in passages), bool, len(passages))[owner]
             score = score + w.lead * (first & lead)
+        if w.title > 0 and question:
+            score = score + w.title * named_in(question, [p.title for p in passages])[owner]
         if w.bridge > 0 and len(passages) > 1 and question:
             titles = [p.title for p in passages]
             score = score + w.bridge * _mentioned(titles, plain, owner, score, w.bridge_top)[owner]

@@ -18,12 +18,17 @@
      of the other passages (case-insensitive, whole words); a passage they name is lifted.
      The second paragraph of a multi-hop question often shares few words with the question
      but is named in the first;
+   * title: a passage whose title the query names is lifted (a trailing ``(band)`` is ignored,
+     whole words only), so a comparison ("Shihad or Morningwood?") reaches both named passages
+     and not a namesake ("Shihad discography");
 
 3. **packs by value per token**, after **coverage**: the best sentence of each of the ``cover``
    best passages goes in first; then a sentence's value is ``exp((score - best) / temperature)``;
    the greedy step takes the sentence with the highest ``value / cost ** density`` that still
    fits, where the cost of a passage's first kept sentence includes its ``<document>``
-   wrapper with the title (the title stays with what is kept from its passage and is paid for);
+   wrapper with the title (the title stays with what is kept from its passage and is paid for).
+   With ``anaphora`` a sentence that opens with a pronoun or "The <noun>" is one unit with its
+   document's lead sentence (value and cost counted jointly, both packed or neither);
 4. **recounts** each packed passage exactly as the assembler renders it, with the
    retriever's own cost formula too, and drops the least valuable sentence until the total
    fits: never over budget;
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -65,6 +71,7 @@ __all__ = ["EvidenceDrop", "EvidencePack", "EvidencePacker", "EvidenceWeights", 
 
 FloatArray = npt.NDArray[np.float64]
 _GAP = " … "
+_ANAPHORIC = re.compile(r"\s*(?:(?:He|She|It|They|His|Her|Its|Their|This|These|Those)\b|The [a-z]+\b)")
 _SEP_TOKENS = 1  # whitespace or the gap mark between kept sentences, per sentence; the recount is exact
 
 
@@ -83,6 +90,10 @@ class EvidenceWeights(BaseModel):
     bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
     bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
+    title: float = Field(0.4, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
+    anaphora: bool = Field(
+        False, description="a sentence opening with a pronoun ('He', 'It', 'The band') is packed with its lead sentence"
+    )
 
 
 class EvidenceDrop(BaseModel):
@@ -262,6 +273,7 @@ class EvidencePacker:
             lead=w.lead,
             bridge=w.bridge,
             bridge_top=w.bridge_top,
+            title=w.title,
             salience=0.0,
         )
         scored = [ScoredPassage(p.title, [t for _, _, t in p.sents], p.first_is_lead) for p in passages]
@@ -301,8 +313,24 @@ class EvidencePacker:
 
         picked = np.zeros(len(texts), dtype=bool)
         opened = np.zeros(len(passages), dtype=bool)
-        order: list[int] = []
+        lead_of = self._leads(passages, texts) if w.anaphora else np.full(len(texts), -1, dtype=np.int64)
+        has_lead = lead_of >= 0
+        lead_ix = np.where(has_lead, lead_of, 0)
         room = budget_tokens
+
+        def unit(j: int) -> list[int]:
+            """A sentence with the lead sentence it needs (when not packed yet)."""
+            return [j] if lead_of[j] < 0 or picked[lead_of[j]] else [int(lead_of[j]), j]
+
+        def take(j: int) -> None:
+            nonlocal room
+            for k in unit(j):
+                picked[k] = True
+                room -= int(cost[k])
+            if not opened[owner[j]]:
+                room -= int(wrap[owner[j]])
+                opened[owner[j]] = True
+
         if w.cover > 0:  # coverage before depth: the best sentence of each of the best passages first
             best_of = np.full(len(passages), -1, dtype=np.int64)
             for j in np.argsort(-score, kind="stable").tolist():
@@ -310,23 +338,17 @@ class EvidencePacker:
                     best_of[owner[j]] = j
             for i in np.argsort(-score[best_of], kind="stable")[: w.cover].tolist():
                 j = int(best_of[i])
-                eff_j = int(cost[j] + wrap[owner[j]])
-                if eff_j <= room:
-                    picked[j] = True
-                    order.append(j)
-                    room -= eff_j
-                    opened[owner[j]] = True
+                if sum(int(cost[k]) for k in unit(j)) + wrap[owner[j]] <= room:
+                    take(j)
         while True:
-            eff = cost + np.where(opened[owner], 0, wrap[owner])
+            need = has_lead & ~picked[lead_ix]
+            eff = cost + np.where(need, cost[lead_ix], 0) + np.where(opened[owner], 0, wrap[owner])
             ok = ~picked & (eff <= room)
             if not ok.any():
                 break
-            key = np.where(ok, value / np.power(eff.astype(np.float64), w.density), -np.inf)
-            j = int(np.argmax(key))
-            picked[j] = True
-            order.append(j)
-            room -= int(eff[j])
-            opened[owner[j]] = True
+            worth = value + np.where(need, value[lead_ix], 0.0)
+            key = np.where(ok, worth / np.power(eff.astype(np.float64), w.density), -np.inf)
+            take(int(np.argmax(key)))
 
         # exact recount; drop the least valuable kept sentence until the total fits
         while True:
@@ -335,7 +357,9 @@ class EvidencePacker:
             if total <= budget_tokens:
                 break
             kept = np.flatnonzero(picked)
-            picked[kept[int(np.argmin(value[kept] / cost[kept]))]] = False
+            drop = int(kept[int(np.argmin(value[kept] / cost[kept]))])
+            picked[drop] = False
+            picked[lead_of == drop] = False  # a pronoun-led sentence does not stay without its lead
 
         starts = [(p, s, e) for p in passages for s, e, _ in p.sents]
         dropped = [
@@ -360,6 +384,19 @@ class EvidencePacker:
             sentences=n_sent,
             dropped=dropped,
         )
+
+    @staticmethod
+    def _leads(passages: list[_Passage], texts: list[str]) -> npt.NDArray[np.int64]:
+        """For each sentence that opens with a pronoun or "The <noun>", the index of its document's lead, else -1."""
+        out = np.full(len(texts), -1, dtype=np.int64)
+        base = 0
+        for p in passages:
+            if p.first_is_lead:
+                for k in range(1, len(p.sents)):
+                    if _ANAPHORIC.match(texts[base + k]):
+                        out[base + k] = base
+            base += len(p.sents)
+        return out
 
     def _render(self, passages: list[_Passage], picked: npt.NDArray[np.bool_], score: FloatArray) -> list[Chunk]:
         out: list[Chunk] = []

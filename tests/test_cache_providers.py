@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from ctxkit import Assembler, InvalidInputError, Message, ToolSpec
-from ctxkit import pricing
+from ctxkit import Assembler, InvalidInputError, Message, ToolSpec, pricing
 from ctxkit.cache import (
     DEFAULT_PRICES,
     CachePrices,
@@ -89,7 +88,9 @@ def test_a_price_override_reaches_the_planner_and_the_simulator() -> None:
     report = simulate(prompts, gaps_s=30, output_tokens=20)
     book = default_price_book().get("claude-sonnet-4-5")
     assert book is not None
-    tenfold = {k: str(getattr(book, k) * 10) for k in ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")}
+    tenfold = {
+        k: str(getattr(book, k) * 10) for k in ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+    }
     register_price(model="claude-sonnet-4-5", provider="anthropic", **tenfold)
     assert prices_for("claude-sonnet-4-5").input == float(book.input * 10)
     assert DEFAULT_PRICES["claude-sonnet-4-5"].input == float(book.input * 10)

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices
+from ctxkit.cache.provider import provider_name
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import UnknownNameError
 from ctxkit.tokenizers.chat import ChatCounter
@@ -111,7 +112,7 @@ def explain_miss(
     stability: StabilityMap | None = None,
 ) -> MissReport:
     """Compare two consecutive requests; report the first divergence and the cacheable tokens it cost."""
-    provider = provider or _provider_of(current.model)
+    provider = provider or provider_name(current.model)
     counter = counter or chat_counter(current.model)
     if rules is None:
         try:

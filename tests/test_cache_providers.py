@@ -7,19 +7,29 @@ from decimal import Decimal
 
 import pytest
 
-from ctxkit import Assembler, InvalidInputError, Message, ToolSpec, pricing
+from ctxkit import Assembler, InvalidInputError, Message, ToolSpec, UnknownNameError, pricing
 from ctxkit.cache import (
     DEFAULT_PRICES,
+    AnthropicCache,
+    CachePlan,
     CachePrices,
+    CacheProvider,
+    LlamaCppCache,
+    OpenAICache,
+    cache_provider,
+    cache_providers,
     plan_anthropic,
     plan_cache,
     plan_openai,
     prefix_info,
     prices_for,
+    provider_for,
+    register_cache_provider,
     rules_for,
     segments,
     simulate,
 )
+from ctxkit.cache import provider as provider_module
 from ctxkit.pricing import default_price_book, register_price
 
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
@@ -161,3 +171,52 @@ def test_simulation_prices_come_from_the_provider(prompts: dict[str, object]) ->
         (first.uncached_tokens * p.input + first.written_tokens * p.write_price("in_memory") + 10 * p.output) / 1e6,
         rel=1e-12,
     )
+
+
+def test_providers_are_objects_looked_up_by_name() -> None:
+    assert {name: type(p) for name, p in cache_providers().items()} == {
+        "anthropic": AnthropicCache,
+        "openai": OpenAICache,
+        "llamacpp": LlamaCppCache,
+    }
+    assert isinstance(provider_for("anthropic:claude-sonnet-4-5"), AnthropicCache)
+    assert isinstance(provider_for("gpt-4o-2024-08-06"), OpenAICache)
+    assert isinstance(provider_for("smollm2-135m-instruct"), LlamaCppCache)
+    assert isinstance(provider_for("mystery-model"), OpenAICache)  # no rules: rendered the OpenAI way
+    assert cache_provider("anthropic").system_first and not cache_provider("openai").system_first
+    assert cache_provider("anthropic").rules("claude-haiku-4-5").min_cacheable_tokens == 4096
+    assert cache_provider("llamacpp").prices("smollm2-135m-instruct").cost(uncached=10**6, output=10**6) == 0.0
+    with pytest.raises(UnknownNameError, match="register_cache_provider"):
+        cache_provider("acme")
+    with pytest.raises(InvalidInputError, match="CacheProvider"):
+        register_cache_provider("anthropic")  # type: ignore[arg-type]
+
+
+class _Recorder(LlamaCppCache):
+    name = "recorder-test"
+
+    def apply(self, plan: CachePlan, prompt: object) -> dict[str, object]:
+        return {"recorded": plan.model}
+
+
+def test_a_registered_provider_gets_the_calls(prompts: dict[str, object]) -> None:
+    gpt = prompts["openai"]
+    with pytest.raises(UnknownNameError, match="recorder-test"):
+        simulate([gpt], provider="recorder-test")  # type: ignore[list-item]
+    recorder = register_cache_provider(_Recorder())
+    try:
+        assert isinstance(recorder, CacheProvider) and cache_provider("recorder-test") is recorder
+        plan = CachePlan(
+            provider="recorder-test",
+            model="gpt-4o",
+            cacheable_tokens=0,
+            horizon_calls=1,
+            expected_cost_without=0.0,
+            expected_cost_with=0.0,
+        )
+        assert plan.apply(gpt) == {"recorded": "gpt-4o"}  # type: ignore[arg-type]
+        report = simulate([gpt, gpt], provider="recorder-test")  # type: ignore[list-item]
+        assert report.provider == "recorder-test" and report.total_cost == 0.0
+        assert report.calls[1].cached_tokens > 0
+    finally:
+        provider_module._providers.pop("recorder-test", None)

@@ -14,9 +14,14 @@
   reuse gaps need it, and marks explicit ``prompt_cache_breakpoint`` blocks on models
   that accept them (GPT-5.6 family on).
 
+* **llama.cpp** (:func:`plan_llamacpp`): no marks and no price; the plan states the stable
+  prefix the server's KV cache can reuse.
+
 Every plan states what it expects the reused prefix to cost with and without it over
 the horizon you describe (``remaining_calls`` calls, ``interval_s`` seconds apart), and
 :meth:`CachePlan.apply` renders the request keyword arguments with the marks in place.
+:func:`plan_cache` and :meth:`CachePlan.apply` dispatch to the prompt's
+:class:`~ctxkit.cache.provider.CacheProvider` (:mod:`ctxkit.cache.providers`).
 """
 
 from __future__ import annotations

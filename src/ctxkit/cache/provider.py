@@ -62,6 +62,8 @@ class CacheProvider(ABC):
     name: ClassVar[str]
     #: system-role messages are rendered apart, before all other messages
     system_first: ClassVar[bool] = False
+    #: hits end at a block (message or tool) boundary, never inside one
+    block_boundaries: ClassVar[bool] = False
     #: the :data:`PLAN_OPTIONS` this provider's planner takes
     plan_options: ClassVar[frozenset[str]] = PLAN_OPTIONS
 

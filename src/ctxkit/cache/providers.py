@@ -47,6 +47,7 @@ class AnthropicCache(CacheProvider):
 
     name: ClassVar[str] = "anthropic"
     system_first: ClassVar[bool] = True
+    block_boundaries: ClassVar[bool] = True
     plan_options: ClassVar[frozenset[str]] = PLAN_OPTIONS - {"cache_key"}
 
     def tool_wire(self, tool: ToolSpec) -> dict[str, Any]:

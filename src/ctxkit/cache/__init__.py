@@ -9,7 +9,10 @@ one's. This package makes that prefix a first-class, checked thing:
   reordered tools) inside stable sections, with section, field and token position;
 * :mod:`~ctxkit.cache.diff` — explain a miss between two consecutive requests;
 * :mod:`~ctxkit.cache.rules` and :mod:`~ctxkit.cache.prices` — the providers' documented
-  caching rules and per-model prices (explicit inputs, with cited defaults);
+  caching rules, and per-model prices read from the price book (:mod:`ctxkit.pricing`);
+* :mod:`~ctxkit.cache.provider` and :mod:`~ctxkit.cache.providers` — one
+  :class:`CacheProvider` object per provider (Anthropic, OpenAI, llama.cpp), looked up by
+  name: its rules, prices, render order, planner, marks and replay;
 * :mod:`~ctxkit.cache.plan` — Anthropic breakpoints and TTLs, OpenAI cache keys and
   breakpoints, with the expected saving;
 * :mod:`~ctxkit.cache.simulate` — replay a session under a provider's rules, two
@@ -32,8 +35,19 @@ from ctxkit.cache.layout import (
     stable_prefix_tokens,
 )
 from ctxkit.cache.lint import LintFinding, LintReport, lint, scan_text
-from ctxkit.cache.plan import Breakpoint, CachePlan, TtlChoice, choose_ttl, plan_anthropic, plan_cache, plan_openai
+from ctxkit.cache.plan import (
+    Breakpoint,
+    CachePlan,
+    TtlChoice,
+    choose_ttl,
+    plan_anthropic,
+    plan_cache,
+    plan_llamacpp,
+    plan_openai,
+)
 from ctxkit.cache.prices import DEFAULT_PRICES, CachePrices, prices_for
+from ctxkit.cache.provider import CacheProvider, cache_provider, cache_providers, provider_for, register_cache_provider
+from ctxkit.cache.providers import AnthropicCache, LlamaCppCache, OpenAICache
 from ctxkit.cache.rules import ANTHROPIC_MIN_CACHEABLE_TOKENS, CacheRules, register_cache_rules, rules_for
 from ctxkit.cache.simulate import CallCost, LayoutComparison, SimulationReport, compare, simulate
 
@@ -41,10 +55,12 @@ __all__ = [
     "ANTHROPIC_MIN_CACHEABLE_TOKENS",
     "DEFAULT_PRICES",
     "DEFAULT_STABILITY",
+    "AnthropicCache",
     "Breakpoint",
     "CacheAwareCompaction",
     "CachePlan",
     "CachePrices",
+    "CacheProvider",
     "CacheRules",
     "CallCost",
     "CompactionDecision",
@@ -52,12 +68,16 @@ __all__ = [
     "LayoutComparison",
     "LintFinding",
     "LintReport",
+    "LlamaCppCache",
     "MissReport",
+    "OpenAICache",
     "PrefixInfo",
     "Segment",
     "SimulationReport",
     "Stability",
     "TtlChoice",
+    "cache_provider",
+    "cache_providers",
     "canonical_tools",
     "choose_ttl",
     "compare",
@@ -66,9 +86,12 @@ __all__ = [
     "lint",
     "plan_anthropic",
     "plan_cache",
+    "plan_llamacpp",
     "plan_openai",
     "prefix_info",
     "prices_for",
+    "provider_for",
+    "register_cache_provider",
     "register_cache_rules",
     "resolve_stability",
     "reusable_tokens",

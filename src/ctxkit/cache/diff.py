@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices
+from ctxkit.cache.provider import cache_provider, provider_name
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import UnknownNameError
 from ctxkit.tokenizers.chat import ChatCounter
@@ -73,9 +74,9 @@ def reusable_tokens(common: int, rules: CacheRules, *, boundary: int | None = No
     """Tokens a provider serves from its cache when a request shares ``common`` leading tokens with a cached one.
 
     ``boundary`` is the end of the last whole shared segment, for providers that cache
-    at block boundaries only (Anthropic).
+    at block boundaries only (Anthropic: ``CacheProvider.block_boundaries``).
     """
-    if rules.provider == "anthropic":
+    if cache_provider(rules.provider).block_boundaries:
         common = common if boundary is None else min(common, boundary)
     if common < rules.min_cacheable_tokens:
         return 0
@@ -111,7 +112,7 @@ def explain_miss(
     stability: StabilityMap | None = None,
 ) -> MissReport:
     """Compare two consecutive requests; report the first divergence and the cacheable tokens it cost."""
-    provider = provider or _provider_of(current.model)
+    provider = provider or provider_name(current.model)
     counter = counter or chat_counter(current.model)
     if rules is None:
         try:

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.errors import InvalidInputError, UnknownNameError
+from ctxkit.cache.provider import cache_provider, provider_name
+from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolSpec
 from ctxkit.tokenizers.chat import ChatCounter, get_chat_counter
 
@@ -161,15 +162,6 @@ def chat_counter(model: str) -> ChatCounter:
     return get_chat_counter(model)
 
 
-def _provider_of(model: str) -> str:
-    from ctxkit.cache.rules import rules_for
-
-    try:
-        return rules_for(model).provider
-    except UnknownNameError:
-        return "openai"
-
-
 def segments(
     prompt: AssembledPrompt,
     *,
@@ -179,11 +171,12 @@ def segments(
 ) -> tuple[Segment, ...]:
     """The request's segments in the provider's render order, with tokens and stability.
 
-    ``provider`` defaults to the model's (``anthropic`` puts system-role messages before
-    all others, as its API renders ``system`` apart); ``counter`` defaults to
-    ``get_chat_counter(prompt.model)``.
+    ``provider`` (a registered :class:`~ctxkit.cache.provider.CacheProvider` name) defaults to
+    the model's; it decides the render order (``anthropic`` puts system-role messages before
+    all others, as its API renders ``system`` apart) and the tools' wire form. ``counter``
+    defaults to ``get_chat_counter(prompt.model)``.
     """
-    provider = provider or _provider_of(prompt.model)
+    render = cache_provider(provider or provider_name(prompt.model))
     if len(prompt.section_of) != len(prompt.messages):
         raise InvalidInputError(
             f"prompt.section_of has {len(prompt.section_of)} entries for {len(prompt.messages)} messages"
@@ -205,16 +198,13 @@ def segments(
                 section="tools",
                 stability=classes.get("tools", Stability.STATIC),
                 role="tool-definition",
-                data=wire_json(tool.to_anthropic() if provider == "anthropic" else tool.to_openai()),
+                data=wire_json(render.tool_wire(tool)),
                 tokens=max(tokens, 0),
                 start=pos,
             )
         )
         pos += max(tokens, 0)
-    order = list(range(len(prompt.messages)))
-    if provider == "anthropic":  # system-role messages are rendered apart, before the turns
-        order.sort(key=lambda k: 0 if prompt.messages[k].role in ("system", "developer") else 1)
-    for k in order:
+    for k in render.message_order(prompt):
         m = prompt.messages[k]
         section = prompt.section_of[k]
         tokens = counter.message_tokens(m)
@@ -260,7 +250,7 @@ def prefix_info(
     stability: StabilityMap | None = None,
 ) -> PrefixInfo:
     """Fingerprint and token count of the request's stable prefix (and of its static part)."""
-    provider = provider or _provider_of(prompt.model)
+    provider = provider or provider_name(prompt.model)
     counter = counter or chat_counter(prompt.model)
     segs = segments(prompt, provider=provider, counter=counter, stability=stability)
     stable = _leading(segs, {Stability.STATIC, Stability.SESSION})

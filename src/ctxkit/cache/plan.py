@@ -14,32 +14,46 @@
   reuse gaps need it, and marks explicit ``prompt_cache_breakpoint`` blocks on models
   that accept them (GPT-5.6 family on).
 
+* **llama.cpp** (:func:`plan_llamacpp`): no marks and no price; the plan states the stable
+  prefix the server's KV cache can reuse.
+
 Every plan states what it expects the reused prefix to cost with and without it over
 the horizon you describe (``remaining_calls`` calls, ``interval_s`` seconds apart), and
 :meth:`CachePlan.apply` renders the request keyword arguments with the marks in place.
+:func:`plan_cache` and :meth:`CachePlan.apply` dispatch to the prompt's
+:class:`~ctxkit.cache.provider.CacheProvider` (:mod:`ctxkit.cache.providers`).
 """
 
 from __future__ import annotations
 
-import copy
 import html
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.cache.layout import Segment, Stability, StabilityMap, _provider_of, chat_counter, prefix_info, segments
+from ctxkit.assembly.prompt import AssembledPrompt
+from ctxkit.cache.diff import reusable_tokens
+from ctxkit.cache.layout import Segment, Stability, StabilityMap, chat_counter, prefix_info, segments
 from ctxkit.cache.prices import CachePrices, prices_for
+from ctxkit.cache.provider import PLAN_OPTIONS, cache_provider, provider_for
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import InvalidInputError
 from ctxkit.tokenizers.chat import ChatCounter
 
-if TYPE_CHECKING:
-    from ctxkit.assembly.prompt import AssembledPrompt
-
-__all__ = ["Breakpoint", "CachePlan", "TtlChoice", "choose_ttl", "plan_anthropic", "plan_cache", "plan_openai"]
+__all__ = [
+    "Breakpoint",
+    "CachePlan",
+    "TtlChoice",
+    "choose_ttl",
+    "plan_anthropic",
+    "plan_cache",
+    "plan_llamacpp",
+    "plan_openai",
+]
 
 
 class TtlChoice(CtxkitModel):
@@ -101,6 +115,19 @@ class Breakpoint(CtxkitModel):
     ttl: str
     expected_savings: float = Field(description="USD saved on the new tokens over the horizon")
 
+    @classmethod
+    def at(cls, seg: Segment, *, new_tokens: int, ttl: str, expected_savings: float = 0.0) -> Breakpoint:
+        """A mark at the end of ``seg`` (it caches the request up to there)."""
+        return cls(
+            segment_index=seg.index,
+            field=seg.field,
+            section=seg.section,
+            prefix_tokens=seg.end,
+            new_tokens=new_tokens,
+            ttl=ttl,
+            expected_savings=expected_savings,
+        )
+
 
 class CachePlan(CtxkitModel):
     """Where to mark the cache, with which TTL, and what it is expected to save."""
@@ -153,7 +180,7 @@ class CachePlan(CtxkitModel):
 
         For request objects that take breakpoints as message indices (``Request(cache=...)``).
         """
-        segs = segments(prompt, provider=self.provider if self.provider != "llamacpp" else "openai")
+        segs = segments(prompt, provider=self.provider)
         return tuple(
             sorted(
                 segs[b.segment_index].source_index for b in self.breakpoints if segs[b.segment_index].kind == "message"
@@ -162,11 +189,7 @@ class CachePlan(CtxkitModel):
 
     def apply(self, prompt: AssembledPrompt) -> dict[str, Any]:
         """Request keyword arguments for the provider with this plan's marks in place."""
-        if self.provider == "anthropic":
-            return _apply_anthropic(self, prompt)
-        if self.provider == "openai":
-            return _apply_openai(self, prompt)
-        return {**prompt.to_openai(), "cache_prompt": True}
+        return cache_provider(self.provider).apply(self, prompt)
 
 
 def _gap(value: object, what: str) -> float:
@@ -195,17 +218,154 @@ def _low_estimate(tokens: int, counter: ChatCounter) -> int:
     return math.floor(tokens * (1 - margin) / (1 + margin))
 
 
-def _stable_runs(segs: Sequence[Segment]) -> list[tuple[int, Stability]]:
-    """(index of the last segment, class) of each run of one class inside the stable prefix."""
-    runs: list[tuple[int, Stability]] = []
+@dataclass(frozen=True)
+class _Candidate:
+    """A place a breakpoint may go: the last segment of a run of one stability class."""
+
+    index: int
+    stability: Stability
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A placed breakpoint with the tokens it adds, their TTL options and the TTL it is written with."""
+
+    index: int
+    prefix: int
+    new: int
+    choice: TtlChoice
+    ttl: str | None = None
+
+
+def _stable_runs(segs: Sequence[Segment]) -> list[_Candidate]:
+    """The last segment and class of each run of one class inside the stable prefix."""
+    runs: list[_Candidate] = []
     for s in segs:
         if s.stability == Stability.TURN:
             break
-        if runs and runs[-1][1] == s.stability:
-            runs[-1] = (s.index, s.stability)
+        if runs and runs[-1].stability == s.stability:
+            runs[-1] = _Candidate(s.index, s.stability)
         else:
-            runs.append((s.index, s.stability))
+            runs.append(_Candidate(s.index, s.stability))
     return runs
+
+
+def _candidates(segs: Sequence[Segment], rules: CacheRules) -> list[_Candidate]:
+    """Ends of the stable runs, plus a mark 20 blocks before the end of a long per-session tail
+    (it keeps earlier writes within the lookback)."""
+    candidates = _stable_runs(segs)
+    if candidates and rules.lookback_blocks and candidates[-1].stability == Stability.SESSION:
+        first_of_run = candidates[-2].index + 1 if len(candidates) > 1 else 0
+        last = candidates[-1].index
+        if last - first_of_run >= rules.lookback_blocks:
+            candidates.insert(len(candidates) - 1, _Candidate(last - rules.lookback_blocks + 1, Stability.SESSION))
+    return candidates
+
+
+def _cacheable(
+    candidates: list[_Candidate],
+    segs: Sequence[Segment],
+    counter: ChatCounter,
+    rules: CacheRules,
+    model: str,
+    notes: list[str],
+) -> list[_Candidate]:
+    """The candidates whose prefix clears the model's minimum (the low estimate must clear it)."""
+    placed: list[_Candidate] = []
+    for c in candidates:
+        prefix = segs[c.index].end
+        low = _low_estimate(prefix, counter)
+        if low < rules.min_cacheable_tokens:
+            notes.append(
+                f"no breakpoint at {segs[c.index].field} ({segs[c.index].section}): its prefix of ~{prefix} tokens "
+                f"(low estimate {low}) is below {model}'s minimum of {rules.min_cacheable_tokens}"
+            )
+            continue
+        placed.append(c)
+    return placed
+
+
+def _within_limit(
+    placed: list[_Candidate], segs: Sequence[Segment], rules: CacheRules, notes: list[str]
+) -> list[_Candidate]:
+    """At most ``max_breakpoints``: the earliest ones and the last (longest prefix)."""
+    if len(placed) <= rules.max_breakpoints:
+        return placed
+    keep = [*placed[: rules.max_breakpoints - 1], placed[-1]]
+    for c in placed:
+        if c not in keep:
+            notes.append(f"dropped candidate {segs[c.index].field}: at most {rules.max_breakpoints} breakpoints")
+    return keep
+
+
+def _price_marks(
+    placed: list[_Candidate],
+    segs: Sequence[Segment],
+    gaps: list[float],
+    static_gaps: list[float],
+    prices: CachePrices,
+    rules: CacheRules,
+) -> list[_Mark]:
+    """Each mark's new tokens and their TTL options, at the reuse of its stability class."""
+    marks: list[_Mark] = []
+    prev_end = 0
+    for c in placed:
+        prefix = segs[c.index].end
+        new = prefix - prev_end
+        choice = choose_ttl(new, static_gaps if c.stability == Stability.STATIC else gaps, prices, rules)
+        marks.append(_Mark(c.index, prefix, new, choice))
+        prev_end = prefix
+    return marks
+
+
+def _order_ttls(
+    marks: list[_Mark], segs: Sequence[Segment], rules: CacheRules, read_only: bool, notes: list[str]
+) -> list[_Mark]:
+    """Each mark's TTL, longer TTLs first as the API requires: an earlier TTL is lifted to the longest later one.
+
+    ``read_only``: the last call of a prefix earlier calls may have cached; a mark is needed to read it.
+    """
+    longest_later: str | None = None
+    ordered: list[_Mark] = []
+    for m in reversed(marks):
+        ttl = m.choice.ttl
+        if ttl is None and read_only:
+            ttl = _cheapest_ttl(m.choice)
+        if ttl is None and longest_later is not None:
+            ttl = longest_later  # the later mark caches these tokens anyway; marking here is free
+        if ttl is not None and longest_later is not None and rules.ttls_s[longest_later] > rules.ttls_s[ttl]:
+            notes.append(
+                f"{segs[m.index].field}: TTL raised from {ttl} to {longest_later} (a longer TTL must come first)"
+            )
+            ttl = longest_later
+        if ttl is not None and (longest_later is None or rules.ttls_s[ttl] > rules.ttls_s[longest_later]):
+            longest_later = ttl
+        ordered.append(replace(m, ttl=ttl))
+    ordered.reverse()
+    return ordered
+
+
+def _breakpoints(marks: list[_Mark], segs: Sequence[Segment], notes: list[str]) -> tuple[Breakpoint, ...]:
+    """The marks that carry a TTL, as breakpoints."""
+    bps: list[Breakpoint] = []
+    for m in marks:
+        if m.ttl is None:
+            notes.append(
+                f"no breakpoint at {segs[m.index].field}: caching its {m.new} tokens does not pay at these gaps"
+            )
+            continue
+        saves = m.choice.costs["none"] - m.choice.costs[m.ttl]
+        bps.append(Breakpoint.at(segs[m.index], new_tokens=m.new, ttl=m.ttl, expected_savings=saves))
+    return tuple(bps)
+
+
+def _horizon_costs(marks: list[_Mark]) -> tuple[float, float]:
+    """USD for the marked tokens over the horizon: uncached, and under the marks' TTLs."""
+    without = with_plan = 0.0
+    for m in marks:
+        without += m.choice.costs["none"]
+        with_plan += m.choice.costs[m.ttl or "none"]
+    return without, with_plan
 
 
 def plan_anthropic(
@@ -238,79 +398,18 @@ def plan_anthropic(
     gaps = _gaps(remaining_calls, interval_s)
     static_gaps = gaps if static_interval_s is None else _gaps(remaining_calls, static_interval_s)
     notes: list[str] = []
-    candidates = _stable_runs(segs)
-    # a long per-session tail: an extra mark 20 blocks before its end keeps earlier writes within the lookback
-    if candidates and rules.lookback_blocks and candidates[-1][1] == Stability.SESSION:
-        first_of_run = candidates[-2][0] + 1 if len(candidates) > 1 else 0
-        last = candidates[-1][0]
-        if last - first_of_run >= rules.lookback_blocks:
-            candidates.insert(len(candidates) - 1, (last - rules.lookback_blocks + 1, Stability.SESSION))
-    placed: list[tuple[int, Stability]] = []
-    for idx, cls in candidates:
-        prefix = segs[idx].end
-        low = _low_estimate(prefix, counter)
-        if low < rules.min_cacheable_tokens:
-            notes.append(
-                f"no breakpoint at {segs[idx].field} ({segs[idx].section}): its prefix of ~{prefix} tokens "
-                f"(low estimate {low}) is below {prompt.model}'s minimum of {rules.min_cacheable_tokens}"
-            )
-            continue
-        placed.append((idx, cls))
-    if len(placed) > rules.max_breakpoints:  # keep the last (longest prefix) and the earliest ones
-        keep = [*placed[: rules.max_breakpoints - 1], placed[-1]]
-        for idx, _ in placed:
-            if (idx, _) not in keep:
-                notes.append(f"dropped candidate {segs[idx].field}: at most {rules.max_breakpoints} breakpoints")
-        placed = keep
-    choices: list[tuple[int, int, int, TtlChoice]] = []
-    prev_end = 0
-    for idx, cls in placed:
-        prefix = segs[idx].end
-        new = prefix - prev_end
-        choice = choose_ttl(new, static_gaps if cls == Stability.STATIC else gaps, prices, rules)
-        choices.append((idx, prefix, new, choice))
-        prev_end = prefix
-    # 1-hour entries must precede 5-minute ones: lift earlier TTLs to the longest later one
-    longest_later: str | None = None
-    ordered: list[tuple[int, int, int, TtlChoice, str | None]] = []
-    for idx, prefix, new, choice in reversed(choices):
-        ttl = choice.ttl
-        if ttl is None and remaining_calls == 0 and may_be_cached:
-            ttl = _cheapest_ttl(choice)  # a mark is needed to *read* what earlier calls cached
-        if ttl is None and longest_later is not None:
-            ttl = longest_later  # the later mark caches these tokens anyway; marking here is free
-        if ttl is not None and longest_later is not None and rules.ttls_s[longest_later] > rules.ttls_s[ttl]:
-            notes.append(f"{segs[idx].field}: TTL raised from {ttl} to {longest_later} (a longer TTL must come first)")
-            ttl = longest_later
-        if ttl is not None and (longest_later is None or rules.ttls_s[ttl] > rules.ttls_s[longest_later]):
-            longest_later = ttl
-        ordered.append((idx, prefix, new, choice, ttl))
-    ordered.reverse()
-    bps: list[Breakpoint] = []
-    without = with_plan = 0.0
-    for idx, prefix, new, choice, ttl in ordered:
-        without += choice.costs["none"]
-        with_plan += choice.costs[ttl or "none"]
-        if ttl is None:
-            notes.append(f"no breakpoint at {segs[idx].field}: caching its {new} tokens does not pay at these gaps")
-            continue
-        bps.append(
-            Breakpoint(
-                segment_index=idx,
-                field=segs[idx].field,
-                section=segs[idx].section,
-                prefix_tokens=prefix,
-                new_tokens=new,
-                ttl=ttl,
-                expected_savings=choice.costs["none"] - choice.costs[ttl],
-            )
-        )
+    placed = _cacheable(_candidates(segs, rules), segs, counter, rules, prompt.model, notes)
+    placed = _within_limit(placed, segs, rules, notes)
+    marks = _price_marks(placed, segs, gaps, static_gaps, prices, rules)
+    marks = _order_ttls(marks, segs, rules, remaining_calls == 0 and may_be_cached, notes)
+    bps = _breakpoints(marks, segs, notes)
+    without, with_plan = _horizon_costs(marks)
     if not counter.tokenizer.exact:
         notes.append("token counts are estimates (Claude's tokenizer is not public); minimums use the low estimate")
     return CachePlan(
         provider="anthropic",
         model=prompt.model,
-        breakpoints=tuple(bps),
+        breakpoints=bps,
         cacheable_tokens=bps[-1].prefix_tokens if bps else 0,
         horizon_calls=remaining_calls + 1,
         expected_cost_without=without,
@@ -322,17 +421,15 @@ def plan_anthropic(
 def plan_openai(
     prompt: AssembledPrompt,
     *,
+    cache_key: str | None = None,
     prices: CachePrices | None = None,
     rules: CacheRules | None = None,
     remaining_calls: int = 10,
     interval_s: float | Sequence[float] = 60.0,
-    cache_key: str | None = None,
     counter: ChatCounter | None = None,
     stability: StabilityMap | None = None,
 ) -> CachePlan:
     """``prompt_cache_key``, retention, explicit breakpoints where supported, and the expected saving."""
-    from ctxkit.cache.diff import reusable_tokens
-
     rules = rules or rules_for(prompt.model)
     if rules.provider != "openai":
         raise InvalidInputError(f"plan_openai needs OpenAI rules; {prompt.model!r} uses {rules.provider}")
@@ -361,21 +458,11 @@ def plan_openai(
     bps: list[Breakpoint] = []
     if rules.explicit_breakpoints:
         prev = 0
-        for idx, _cls in _stable_runs(segs)[-(rules.max_breakpoints - 1) :]:
-            seg = segs[idx]
+        for c in _stable_runs(segs)[-(rules.max_breakpoints - 1) :]:
+            seg = segs[c.index]
             if seg.kind != "message" or seg.end < rules.min_cacheable_tokens:
                 continue
-            bps.append(
-                Breakpoint(
-                    segment_index=idx,
-                    field=seg.field,
-                    section=seg.section,
-                    prefix_tokens=seg.end,
-                    new_tokens=seg.end - prev,
-                    ttl=rules.default_ttl,
-                    expected_savings=0.0,
-                )
-            )
+            bps.append(Breakpoint.at(seg, new_tokens=seg.end - prev, ttl=rules.default_ttl))
             prev = seg.end
     return CachePlan(
         provider="openai",
@@ -391,28 +478,35 @@ def plan_openai(
     )
 
 
-def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
-    """Plan for the prompt's provider (Anthropic, OpenAI, or a local llama.cpp model)."""
-    from ctxkit.assembly.prompt import AssembledPrompt
+def plan_llamacpp(
+    prompt: AssembledPrompt,
+    *,
+    remaining_calls: int = 10,
+    counter: ChatCounter | None = None,
+    stability: StabilityMap | None = None,
+    **_ignored: Any,
+) -> CachePlan:
+    """A local llama.cpp model: no marks and no price; the stable prefix is what the KV cache can reuse."""
+    counter = counter or chat_counter(prompt.model)
+    info = prefix_info(prompt, provider="llamacpp", counter=counter, stability=stability)
+    return CachePlan(
+        provider="llamacpp",
+        model=prompt.model,
+        cacheable_tokens=info.tokens,
+        horizon_calls=int(remaining_calls) + 1,
+        expected_cost_without=0.0,
+        expected_cost_with=0.0,
+        notes=(
+            "llama.cpp reuses the longest common prefix of the previous prompt's KV cache; "
+            "send cache_prompt=true to a llama.cpp server",
+        ),
+    )
 
-    if not isinstance(prompt, AssembledPrompt):
-        raise InvalidInputError(
-            f"plan_cache needs an AssembledPrompt (from ctxkit.assemble), not {type(prompt).__name__}"
-        )
-    known = {
-        "prices",
-        "rules",
-        "remaining_calls",
-        "interval_s",
-        "static_interval_s",
-        "cache_key",
-        "counter",
-        "stability",
-        "may_be_cached",
-    }
-    unknown = sorted(set(kwargs) - known)
+
+def _check_plan_options(kwargs: Mapping[str, Any]) -> None:
+    unknown = sorted(set(kwargs) - PLAN_OPTIONS)
     if unknown:
-        raise InvalidInputError(f"plan_cache got unknown options {unknown}; known: {sorted(known)}")
+        raise InvalidInputError(f"plan_cache got unknown options {unknown}; known: {sorted(PLAN_OPTIONS)}")
     for name, kind in (("prices", CachePrices), ("rules", CacheRules), ("counter", ChatCounter)):
         value = kwargs.get(name)
         if value is not None and not isinstance(value, kind):
@@ -425,97 +519,20 @@ def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
     _gaps(kwargs.get("remaining_calls", 10), kwargs.get("interval_s", 60.0))
     if kwargs.get("static_interval_s") is not None:
         _gaps(kwargs.get("remaining_calls", 10), kwargs["static_interval_s"])
-    provider = _provider_of(prompt.model)
-    only = {"anthropic": ("cache_key",), "openai": ("static_interval_s", "may_be_cached")}.get(provider, ())
-    misplaced = sorted(k for k in only if k in kwargs)
+
+
+def plan_cache(prompt: AssembledPrompt, **kwargs: Any) -> CachePlan:
+    """Plan for the prompt's provider (Anthropic, OpenAI, a local llama.cpp model, or one you registered)."""
+    if not isinstance(prompt, AssembledPrompt):
+        raise InvalidInputError(
+            f"plan_cache needs an AssembledPrompt (from ctxkit.assemble), not {type(prompt).__name__}"
+        )
+    _check_plan_options(kwargs)
+    provider = provider_for(prompt.model)
+    misplaced = sorted(k for k in kwargs if k not in provider.plan_options)
     if misplaced:
         raise InvalidInputError(
-            f"plan_cache for {prompt.model!r} ({provider}) does not take {misplaced}; "
+            f"plan_cache for {prompt.model!r} ({provider.name}) does not take {misplaced}; "
             "cache_key is an OpenAI option, static_interval_s and may_be_cached are Anthropic options"
         )
-    if provider == "anthropic":
-        return plan_anthropic(prompt, **kwargs)
-    if provider == "openai":
-        return plan_openai(prompt, **kwargs)
-    counter = kwargs.get("counter") or chat_counter(prompt.model)
-    info = prefix_info(prompt, provider="llamacpp", counter=counter, stability=kwargs.get("stability"))
-    return CachePlan(
-        provider="llamacpp",
-        model=prompt.model,
-        cacheable_tokens=info.tokens,
-        horizon_calls=int(kwargs.get("remaining_calls", 10)) + 1,
-        expected_cost_without=0.0,
-        expected_cost_with=0.0,
-        notes=(
-            "llama.cpp reuses the longest common prefix of the previous prompt's KV cache; "
-            "send cache_prompt=true to a llama.cpp server",
-        ),
-    )
-
-
-# ---------------------------------------------------------------------- renderers
-def _mark(block: dict[str, Any], ttl: str) -> None:
-    block["cache_control"] = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
-
-
-def _blocks_of(m_role: str, content: str, n_calls: int) -> int:
-    if m_role == "assistant":
-        return max((1 if content else 0) + n_calls, 1)
-    return 1
-
-
-def _apply_anthropic(plan: CachePlan, prompt: AssembledPrompt) -> dict[str, Any]:
-    kwargs = copy.deepcopy(prompt.to_anthropic())
-    marks = {b.segment_index: b.ttl for b in plan.breakpoints}
-    segs = segments(prompt, provider="anthropic")
-    by_source = {(s.kind, s.source_index): s.index for s in segs}
-    tools = kwargs.get("tools") or []
-    for i, tool in enumerate(tools):
-        seg = by_source[("tool", i)]
-        if seg in marks:
-            _mark(tool, marks[seg])
-    system_blocks: list[dict[str, Any]] = []
-    for k, m in enumerate(prompt.messages):
-        if m.role in ("system", "developer") and m.content:
-            block: dict[str, Any] = {"type": "text", "text": m.content}
-            if by_source[("message", k)] in marks:
-                _mark(block, marks[by_source[("message", k)]])
-            system_blocks.append(block)
-    if system_blocks:
-        kwargs["system"] = system_blocks
-    # walk the content blocks of the turns in message order
-    flat: list[dict[str, Any]] = [b for turn in kwargs["messages"] for b in turn["content"]]
-    expected = sum(
-        _blocks_of(m.role, m.content, len(m.tool_calls))
-        for m in prompt.messages
-        if m.role not in ("system", "developer")
-    )
-    offset = len(flat) - expected  # a placeholder turn the renderer may have inserted first
-    if offset < 0:
-        raise InvalidInputError("could not map the Anthropic content blocks back to messages; please report this")
-    pos = offset
-    for k, m in enumerate(prompt.messages):
-        if m.role in ("system", "developer"):
-            continue
-        n = _blocks_of(m.role, m.content, len(m.tool_calls))
-        seg = by_source[("message", k)]
-        if seg in marks:
-            _mark(flat[pos + n - 1], marks[seg])
-        pos += n
-    return kwargs
-
-
-def _apply_openai(plan: CachePlan, prompt: AssembledPrompt) -> dict[str, Any]:
-    kwargs = copy.deepcopy(prompt.to_openai())
-    if plan.prompt_cache_key:
-        kwargs["prompt_cache_key"] = plan.prompt_cache_key
-    if plan.retention:
-        kwargs["prompt_cache_retention"] = plan.retention
-    if plan.breakpoints:
-        segs = segments(prompt, provider="openai")
-        for b in plan.breakpoints:
-            k = segs[b.segment_index].source_index
-            msg = kwargs["messages"][k]
-            text = msg.get("content") or ""
-            msg["content"] = [{"type": "text", "text": text, "prompt_cache_breakpoint": {"mode": "explicit"}}]
-    return kwargs
+    return provider.plan(prompt, **kwargs)

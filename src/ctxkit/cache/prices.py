@@ -1,44 +1,36 @@
-"""Per-token prices for cache planning and simulation, as explicit inputs.
+"""Per-token prices for cache planning and simulation: a float view of ctxkit's price book.
 
-:class:`CachePrices` holds one model's USD prices per million tokens, bucketed the way
-providers bill prompt caching. The defaults below are list prices for a few models,
-checked 2026-11-24 (standard tier, text tokens):
+The numbers live in one place, the price book (:mod:`ctxkit.pricing`, ``ctxkit/data/prices.json``,
+exact decimals with their sources and the date they were checked). :func:`prices_for` reads a
+model's entry there and converts it, at this edge, to the float :class:`CachePrices` the
+planner's arithmetic uses, with the write prices keyed by the provider's TTL names
+(Anthropic ``5m`` / ``1h``; OpenAI ``in_memory`` / ``24h`` / ``30m``, where a write costs the
+input price unless the book lists a write price).
 
-=================  =====  ==========  ==========  ===========  ======
-model              input  cache_read  write (5m)  write (1h)   output
-=================  =====  ==========  ==========  ===========  ======
-claude-sonnet-4-5   3.00        0.30        3.75         6.00   15.00
-claude-haiku-4-5    1.00        0.10        1.25         2.00    5.00
-claude-opus-4-1    15.00        1.50       18.75        30.00   75.00
-claude-3-5-haiku    0.80        0.08        1.00         1.60    4.00
-gpt-4o              2.50        1.25        2.50         2.50   10.00
-gpt-4o-mini         0.15       0.075        0.15         0.15    0.60
-gpt-4.1             2.00        0.50        2.00         2.00    8.00
-gpt-5               1.25       0.125        1.25         1.25   10.00
-=================  =====  ==========  ==========  ===========  ======
+Override a price once with :func:`ctxkit.register_price` (or :func:`ctxkit.pricing.load_prices`):
+the planner, the simulator and telemetry then bill with the same figure. Pass your own
+:class:`CachePrices` to price one call differently.
 
-Sources: https://platform.claude.com/docs/en/about-claude/pricing (Anthropic's cache
-multipliers 1.25x / 2x / 0.1x of input), https://developers.openai.com/api/docs/pricing
-(OpenAI writes carry no fee before GPT-5.6, so a "write" costs the input price).
-Prices change: pass your own :class:`CachePrices` for anything that matters, or build
-one from a price book with :meth:`CachePrices.from_mapping`.
+:data:`DEFAULT_PRICES`, kept for code that imported it, is a read-only view of the same
+book (model name -> :class:`CachePrices`), not a second table; it cannot be assigned to.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
 from ctxkit._model import CtxkitModel
+from ctxkit.cache.rules import rules_for
 from ctxkit.errors import InvalidInputError, UnknownNameError
+from ctxkit.pricing import ModelPrice, default_price_book, get_price
 
 __all__ = ["DEFAULT_PRICES", "CachePrices", "prices_for"]
 
 _PER = 1_000_000.0
-_SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$")
+_BOOK_RATES = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
 
 
 class CachePrices(CtxkitModel):
@@ -64,12 +56,14 @@ class CachePrices(CtxkitModel):
 
     @classmethod
     def anthropic(cls, input: float, output: float, *, model: str = "") -> CachePrices:
-        """Prices from Anthropic's documented multipliers: writes 1.25x (5m) / 2x (1h), reads 0.1x input."""
+        """Prices from Anthropic's documented multipliers (:mod:`ctxkit.cache.rules`): writes 1.25x (5m) /
+        2x (1h), reads 0.1x input."""
+        rules = rules_for("claude")
         return cls(
             model=model,
             input=input,
-            cache_read=round(input * 0.1, 6),
-            cache_write={"5m": round(input * 1.25, 6), "1h": round(input * 2.0, 6)},
+            cache_read=round(input * (rules.read_multiplier or 0.0), 6),
+            cache_write={ttl: round(input * m, 6) for ttl, m in rules.write_multiplier.items()},
             output=output,
         )
 
@@ -86,6 +80,17 @@ class CachePrices(CtxkitModel):
             cache_write={"in_memory": w, "24h": w, "30m": w},
             output=output,
         )
+
+    @classmethod
+    def from_price(cls, price: ModelPrice) -> CachePrices:
+        """From a price-book entry (:class:`ctxkit.pricing.ModelPrice`): its exact prices as floats.
+
+        An OpenAI entry without a write price bills writes at the input price (no write fee).
+        """
+        prices = cls.from_mapping({k: getattr(price, k) for k in _BOOK_RATES}, model=price.model)
+        if price.provider == "openai" and price.cache_write_5m is None:
+            return cls.openai(prices.input, prices.cache_read, prices.output, model=price.model)
+        return prices
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, model: str = "") -> CachePrices:
@@ -120,43 +125,42 @@ class CachePrices(CtxkitModel):
         ) / _PER
 
 
-DEFAULT_PRICES: dict[str, CachePrices] = {
-    "claude-sonnet-4-5": CachePrices.anthropic(3.0, 15.0, model="claude-sonnet-4-5"),
-    "claude-haiku-4-5": CachePrices.anthropic(1.0, 5.0, model="claude-haiku-4-5"),
-    "claude-opus-4-1": CachePrices.anthropic(15.0, 75.0, model="claude-opus-4-1"),
-    "claude-3-5-haiku": CachePrices.anthropic(0.80, 4.0, model="claude-3-5-haiku"),
-    "gpt-4o-mini": CachePrices.openai(0.15, 0.075, 0.60, model="gpt-4o-mini"),
-    "gpt-4o": CachePrices.openai(2.50, 1.25, 10.0, model="gpt-4o"),
-    "gpt-4.1": CachePrices.openai(2.00, 0.50, 8.0, model="gpt-4.1"),
-    "gpt-5": CachePrices.openai(1.25, 0.125, 10.0, model="gpt-5"),
-}
-
-
 def prices_for(model: str) -> CachePrices:
-    """Prices for ``model`` from ctxkit's price book (:mod:`ctxkit.pricing`), the one source of
-    truth that telemetry bills with; :data:`DEFAULT_PRICES` is the fallback for a model the
-    book lacks. Variants (``gpt-5-mini``) are *not* matched to their family: their prices differ.
+    """Prices for ``model`` from ctxkit's price book (:mod:`ctxkit.pricing`), the one source that
+    telemetry bills with too. Variants (``gpt-5-mini``) are *not* matched to their family: their prices differ.
     """
-    from ctxkit.pricing import get_price
-
-    book = get_price(model)
-    if book is not None:
-        entry = {
-            k: v
-            for k, v in book.model_dump().items()
-            if k in ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
-        }
-        prices = CachePrices.from_mapping(entry, model=book.model)
-        if book.provider == "openai" and entry.get("cache_write_5m") is None:
-            prices = CachePrices.openai(prices.input, prices.cache_read, prices.output, model=book.model)
-        return prices
-    key = model.split(":", 1)[1] if ":" in model else model
-    key = _SNAPSHOT.sub("", key)
-    if key not in DEFAULT_PRICES:
+    price = get_price(model)
+    if price is None:
         raise UnknownNameError(
             "model (cache prices)",
             model,
-            list(DEFAULT_PRICES),
+            default_price_book().models(),
             hint="Add it to the price book (ctxkit.register_price) or pass prices=CachePrices(...) explicitly.",
         )
-    return DEFAULT_PRICES[key]
+    return CachePrices.from_price(price)
+
+
+class _BookView(Mapping[str, CachePrices]):
+    """Read-only: each remote model of the default price book -> its :class:`CachePrices`, read on access."""
+
+    @staticmethod
+    def _models() -> list[str]:
+        return [p.model for p in default_price_book().prices() if not p.local]
+
+    def __getitem__(self, model: str) -> CachePrices:
+        if model not in self._models():
+            raise KeyError(model)
+        return prices_for(model)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models())
+
+    def __len__(self) -> int:
+        return len(self._models())
+
+    def __repr__(self) -> str:
+        return f"DEFAULT_PRICES(view of the price book: {len(self)} models)"
+
+
+#: Deprecated: a read-only view of the price book (model -> :class:`CachePrices`); use :func:`prices_for`.
+DEFAULT_PRICES: Mapping[str, CachePrices] = _BookView()

@@ -61,7 +61,8 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.errors import UnknownNameError
+from ctxkit.errors import InvalidInputError, UnknownNameError
+from ctxkit.models import get_model
 
 __all__ = [
     "ANTHROPIC_MIN_CACHEABLE_TOKENS",
@@ -108,8 +109,6 @@ class CacheRules(CtxkitModel):
         if not self.ttls_s:
             return float("inf")
         if name not in self.ttls_s:
-            from ctxkit.errors import InvalidInputError
-
             raise InvalidInputError(f"{self.provider} has no cache TTL {name!r}; choose one of {sorted(self.ttls_s)}")
         return self.ttls_s[name]
 
@@ -238,8 +237,6 @@ def rules_for(model: str) -> CacheRules:
         if best is not None:
             return _rules[best]
     try:
-        from ctxkit.models import get_model
-
         info = get_model(model)
     except UnknownNameError:
         info = None

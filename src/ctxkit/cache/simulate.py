@@ -28,26 +28,24 @@ import hashlib
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.cache.diff import _locate, reusable_tokens
-from ctxkit.cache.layout import Segment, StabilityMap, _provider_of, chat_counter, segments
-from ctxkit.cache.plan import CachePlan, plan_anthropic
-from ctxkit.cache.prices import CachePrices, prices_for
+from ctxkit.assembly.prompt import AssembledPrompt
+from ctxkit.cache.diff import _locate
+from ctxkit.cache.layout import Segment, StabilityMap, chat_counter, segments
+from ctxkit.cache.plan import CachePlan
+from ctxkit.cache.prices import CachePrices
+from ctxkit.cache.provider import cache_provider, provider_for
 from ctxkit.cache.rules import CacheRules, rules_for
 from ctxkit.errors import InvalidInputError
 from ctxkit.tokenizers.chat import ChatCounter
 
-if TYPE_CHECKING:
-    from ctxkit.assembly.prompt import AssembledPrompt
-
-__all__ = ["CallCost", "LayoutComparison", "Planner", "SimulationReport", "compare", "simulate"]
+__all__ = ["CallCost", "LayoutComparison", "Planner", "Replay", "SimulationReport", "compare", "simulate"]
 
 #: ``planner(prompt, call_index, remaining_calls, gap_to_next_s) -> CachePlan | None`` (Anthropic marks)
-Planner = Callable[["AssembledPrompt", int, int, float], "CachePlan | None"]
+Planner = Callable[[AssembledPrompt, int, int, float], CachePlan | None]
 
 
 class CallCost(CtxkitModel):
@@ -222,6 +220,51 @@ def _gap_list(n: int, gaps_s: float | Sequence[float]) -> list[float]:
     return gaps
 
 
+@dataclass(frozen=True)
+class Replay:
+    """One session to replay under a provider: its prompts and their segments, the rules and prices
+    to bill them with, the gaps between calls and each call's output tokens."""
+
+    prompts: tuple[AssembledPrompt, ...]
+    requests: tuple[_Request, ...]
+    rules: CacheRules
+    prices: CachePrices
+    gaps: tuple[float, ...]
+    outputs: tuple[int, ...]
+    planner: Planner | str | None
+    counter: ChatCounter
+    stability: StabilityMap | None
+
+    def bill(
+        self,
+        i: int,
+        *,
+        cached: int,
+        written: int = 0,
+        ttl: str = "",
+        written_cost: float | None = None,
+        breakpoints: int = 0,
+    ) -> CallCost:
+        """Call ``i`` with ``cached`` tokens read and ``written`` written (at ``ttl``, or costing ``written_cost``)."""
+        req = self.requests[i]
+        uncached = req.total - cached - written
+        out = self.outputs[i]
+        if written_cost is None:
+            cost = self.prices.cost(uncached=uncached, read=cached, written=written, ttl=ttl, output=out)
+        else:
+            cost = self.prices.cost(uncached=uncached, read=cached, output=out) + written_cost
+        return CallCost(
+            call=i,
+            input_tokens=req.total,
+            cached_tokens=cached,
+            written_tokens=written,
+            uncached_tokens=uncached,
+            output_tokens=out,
+            cost=cost,
+            breakpoints=breakpoints,
+        )
+
+
 def simulate(
     requests: Sequence[AssembledPrompt],
     *,
@@ -237,7 +280,8 @@ def simulate(
 ) -> SimulationReport:
     """Replay ``requests`` (one session, in order) and bill each call.
 
-    ``gaps_s`` are the seconds between consecutive calls; ``planner`` (Anthropic only)
+    ``provider`` (a registered :class:`~ctxkit.cache.provider.CacheProvider` name) defaults to
+    the model's; ``gaps_s`` are the seconds between consecutive calls; ``planner`` (Anthropic only)
     makes each call's breakpoints: ``"ctxkit"`` (:func:`~ctxkit.cache.plan.plan_anthropic`
     with the remaining calls and gaps), ``"system"`` (one mark at the end of the system
     prompt, a common hand-written setup), ``None`` (no marks) or a callable.
@@ -245,10 +289,9 @@ def simulate(
     if not requests:
         raise InvalidInputError("simulate needs at least one request")
     model = requests[0].model
-    provider = provider or _provider_of(model)
+    cache = cache_provider(provider) if provider else provider_for(model)
     rules = rules or rules_for(model)
-    if prices is None:
-        prices = CachePrices(input=0.0, cache_read=0.0) if provider == "llamacpp" else prices_for(model)
+    prices = prices or cache.prices(model)
     counter = counter or chat_counter(model)
     gaps = _gap_list(len(requests), gaps_s)
     outs = [int(output_tokens)] * len(requests) if isinstance(output_tokens, int) else [int(o) for o in output_tokens]
@@ -256,210 +299,10 @@ def simulate(
         raise InvalidInputError("output_tokens must be one int or one per request")
     reqs = []
     for r in requests:
-        segs = segments(r, provider=provider, counter=counter, stability=stability)
+        segs = segments(r, provider=cache.name, counter=counter, stability=stability)
         reqs.append(_Request(segs, _chain(segs), sum(s.tokens for s in segs) + counter.base_tokens))
-    if provider == "anthropic":
-        calls = _simulate_anthropic(requests, reqs, rules, prices, gaps, outs, planner, counter, stability)
-    elif provider == "llamacpp":
-        calls = _simulate_llamacpp(reqs, prices, outs, counter)
-    else:
-        calls = _simulate_openai(reqs, rules, prices, gaps, outs, counter)
-    return SimulationReport(name=name, provider=provider, model=model, calls=tuple(calls))
-
-
-def _simulate_openai(
-    reqs: list[_Request],
-    rules: CacheRules,
-    prices: CachePrices,
-    gaps: list[float],
-    outs: list[int],
-    counter: ChatCounter,
-) -> list[CallCost]:
-    ttl = rules.default_ttl
-    life = rules.ttl_seconds(ttl)
-    now = 0.0
-    live: list[tuple[_Request, float]] = []  # (request, last used)
-    calls: list[CallCost] = []
-    for i, req in enumerate(reqs):
-        if i:
-            now += gaps[i - 1]
-        live = [(r, t) for r, t in live if now - t <= life]
-        cached = 0
-        for j, (r, _t) in enumerate(live):
-            common, boundary = _common(r, req, counter)
-            got = reusable_tokens(common, rules, boundary=boundary)
-            if rules.explicit_breakpoints:  # exact match at a breakpoint boundary, no rounding
-                got = boundary if boundary >= rules.min_cacheable_tokens else 0
-            if got > cached:
-                cached = got
-            if got:
-                live[j] = (r, now)
-        storable = reusable_tokens(req.total, rules, boundary=req.segs[-1].end if req.segs else 0)
-        written = max(storable - cached, 0)
-        uncached = req.total - cached - written
-        if storable:
-            live.append((req, now))
-        cost = prices.cost(uncached=uncached, read=cached, written=written, ttl=ttl, output=outs[i])
-        calls.append(
-            CallCost(
-                call=i,
-                input_tokens=req.total,
-                cached_tokens=cached,
-                written_tokens=written,
-                uncached_tokens=uncached,
-                output_tokens=outs[i],
-                cost=cost,
-            )
-        )
-    return calls
-
-
-def _simulate_llamacpp(
-    reqs: list[_Request], prices: CachePrices, outs: list[int], counter: ChatCounter
-) -> list[CallCost]:
-    calls: list[CallCost] = []
-    prev: _Request | None = None
-    for i, req in enumerate(reqs):
-        cached = _common(prev, req, counter)[0] if prev is not None else 0
-        cached = min(cached, req.total - 1) if req.total else 0
-        uncached = req.total - cached
-        cost = prices.cost(uncached=uncached, read=cached, output=outs[i])
-        calls.append(
-            CallCost(
-                call=i,
-                input_tokens=req.total,
-                cached_tokens=cached,
-                written_tokens=0,
-                uncached_tokens=uncached,
-                output_tokens=outs[i],
-                cost=cost,
-            )
-        )
-        prev = req
-    return calls
-
-
-def _system_planner(rules: CacheRules) -> Planner:
-    from ctxkit.cache.plan import Breakpoint
-
-    def plan(prompt: AssembledPrompt, i: int, remaining: int, gap: float) -> CachePlan | None:
-        segs = segments(prompt, provider="anthropic")
-        sys_segs = [s for s in segs if s.kind == "message" and s.role in ("system", "developer")]
-        if not sys_segs:
-            return None
-        s = sys_segs[0]
-        return CachePlan(
-            provider="anthropic",
-            model=prompt.model,
-            cacheable_tokens=s.end,
-            horizon_calls=remaining + 1,
-            expected_cost_without=0.0,
-            expected_cost_with=0.0,
-            breakpoints=(
-                Breakpoint(
-                    segment_index=s.index,
-                    field=s.field,
-                    section=s.section,
-                    prefix_tokens=s.end,
-                    new_tokens=s.end,
-                    ttl=rules.default_ttl,
-                    expected_savings=0.0,
-                ),
-            ),
-        )
-
-    return plan
-
-
-def _simulate_anthropic(
-    prompts: Sequence[AssembledPrompt],
-    reqs: list[_Request],
-    rules: CacheRules,
-    prices: CachePrices,
-    gaps: list[float],
-    outs: list[int],
-    planner: Planner | str | None,
-    counter: ChatCounter,
-    stability: StabilityMap | None,
-) -> list[CallCost]:
-    if planner == "ctxkit":
-
-        def make(prompt: AssembledPrompt, i: int, remaining: int, gap: float) -> CachePlan | None:
-            return plan_anthropic(
-                prompt,
-                prices=prices,
-                rules=rules,
-                remaining_calls=remaining,
-                interval_s=gaps[i:],
-                counter=counter,
-                stability=stability,
-                may_be_cached=i > 0,
-            )
-
-        plan_fn: Planner | None = make
-    elif planner == "system":
-        plan_fn = _system_planner(rules)
-    elif planner is None or callable(planner):
-        plan_fn = planner
-    else:
-        raise InvalidInputError(f"planner must be 'ctxkit', 'system', None or a callable, not {planner!r}")
-    lookback = rules.lookback_blocks or 10**9
-    entries: dict[str, _Entry] = {}
-    now = 0.0
-    calls: list[CallCost] = []
-    for i, (prompt, req) in enumerate(zip(prompts, reqs, strict=True)):
-        if i:
-            now += gaps[i - 1]
-        entries = {k: e for k, e in entries.items() if now - e.last_used <= e.ttl_s}
-        remaining = len(reqs) - i - 1
-        plan = plan_fn(prompt, i, remaining, gaps[i] if i < len(gaps) else 0.0) if plan_fn else None
-        bps = sorted(plan.breakpoints, key=lambda b: b.segment_index) if plan else []
-        if len(bps) > rules.max_breakpoints:
-            raise InvalidInputError(
-                f"a plan has {len(bps)} breakpoints; {rules.provider} accepts {rules.max_breakpoints}"
-            )
-        # read: the longest live entry ending at a breakpoint or within the lookback before one
-        read_idx = -1
-        for b in bps:
-            for j in range(b.segment_index, max(b.segment_index - lookback, -1), -1):
-                e = entries.get(req.chain[j])
-                if e is not None and req.segs[j].end >= rules.min_cacheable_tokens:
-                    if j > read_idx:
-                        read_idx = j
-                    break
-        cached = req.segs[read_idx].end if read_idx >= 0 else 0
-        if read_idx >= 0:
-            entries[req.chain[read_idx]].last_used = now
-        written = 0
-        cost_written = 0.0
-        prev_end = cached
-        for b in bps:
-            end = req.segs[b.segment_index].end
-            if end < rules.min_cacheable_tokens or b.segment_index <= read_idx:
-                if b.segment_index <= read_idx and req.chain[b.segment_index] in entries:
-                    entries[req.chain[b.segment_index]].last_used = now
-                continue
-            new = max(end - prev_end, 0)
-            written += new
-            cost_written += prices.cost(written=new, ttl=b.ttl)
-            prev_end = max(prev_end, end)
-            key = req.chain[b.segment_index]
-            entries[key] = _Entry(key, end, now, rules.ttl_seconds(b.ttl))
-        uncached = req.total - cached - written
-        cost = prices.cost(uncached=uncached, read=cached, output=outs[i]) + cost_written
-        calls.append(
-            CallCost(
-                call=i,
-                input_tokens=req.total,
-                cached_tokens=cached,
-                written_tokens=written,
-                uncached_tokens=uncached,
-                output_tokens=outs[i],
-                cost=cost,
-                breakpoints=len(bps),
-            )
-        )
-    return calls
+    session = Replay(tuple(requests), tuple(reqs), rules, prices, tuple(gaps), tuple(outs), planner, counter, stability)
+    return SimulationReport(name=name, provider=cache.name, model=model, calls=tuple(cache.replay(session)))
 
 
 def compare(

@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.cache.layout import stable_prefix_fingerprint, stable_prefix_tokens
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolSpec
 from ctxkit.tokenizers.chat import get_chat_counter
@@ -243,11 +242,13 @@ class AssembledPrompt(CtxkitModel):
     @property
     def stable_prefix_fingerprint(self) -> str:
         """SHA-256 of the stable prefix's wire bytes: equal fingerprints mean a shared cacheable prefix."""
+        from ctxkit.cache.layout import stable_prefix_fingerprint  # lazy: ctxkit.cache sits above assembly
 
         return stable_prefix_fingerprint(self)
 
     @property
     def stable_prefix_tokens(self) -> int:
         """Tokens in the stable prefix (everything before the first per-turn section), by the model's counter."""
+        from ctxkit.cache.layout import stable_prefix_tokens  # lazy: ctxkit.cache sits above assembly
 
         return stable_prefix_tokens(self)

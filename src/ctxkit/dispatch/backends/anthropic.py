@@ -19,7 +19,7 @@ from ctxkit._optional import require
 from ctxkit.dispatch.backends._sdk import SDKBackend
 from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.backends.openai import map_sdk_error
-from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, price_usage
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolCall, canonical_json
 from ctxkit.secrets import add_secret
@@ -183,18 +183,13 @@ class AnthropicBackend(SDKBackend):
             for b in data.get("content") or []
             if b.get("type") == "tool_use"
         )
-        usage = Usage.from_anthropic(data.get("usage") or {})
-        latency = time.perf_counter() - start
-        return Result(
+        return self._answer(
+            time.perf_counter() - start,
+            ttft,
             text=text,
             finish_reason=_FINISH.get(data.get("stop_reason") or "", "unknown"),
-            usage=usage,
-            model=self.model,
-            backend=self.name,
-            latency_s=latency,
-            ttft_s=ttft if ttft is not None else latency,
+            usage=Usage.from_anthropic(data.get("usage") or {}),
             tool_calls=calls,
-            cost=price_usage(usage, self.model),
         )
 
     def _create(self, client: Any, request: Request, *, stream: bool) -> Any:

@@ -17,7 +17,7 @@ from ctxkit._optional import require
 from ctxkit.dispatch.backends._sdk import SDKBackend
 from ctxkit.dispatch.backends.base import Request, estimate_usage
 from ctxkit.dispatch.errors import BackendHTTPError
-from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolCall
 from ctxkit.secrets import add_secret, redact, redact_text
@@ -146,20 +146,15 @@ class OpenAIBackend(SDKBackend):
             ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
             for c in msg.get("tool_calls") or []
         )
-        latency = time.perf_counter() - start
-        return Result(
+        return self._answer(
+            time.perf_counter() - start,
+            ttft,
             text=msg.get("content") or "",
             finish_reason=_FINISH.get(choice.get("finish_reason") or "", "unknown"),
             usage=usage,
-            model=self.model,
-            backend=self.name,
-            latency_s=latency,
-            ttft_s=ttft if ttft is not None else latency,
-            logprobs=_logprobs(choice.get("logprobs")),
             tool_calls=calls,
-            cost=price_usage(usage, self.model),
+            logprobs=_logprobs(choice.get("logprobs")),
             usage_estimated=estimated,
-            local=self.local,
         )
 
     # ------------------------------------------------------------------ calls (the loops are SDKBackend's)

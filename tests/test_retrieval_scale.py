@@ -181,3 +181,26 @@ def test_retrieve_contract_on_every_backend(backend: str, tmp_path) -> None:
         assert sum(retr.chunk_cost(c) for c in got) <= budget
         if budget >= 256:
             assert any(c.text in target or target.startswith(c.text[:60]) for c in got), backend
+
+
+@pytest.mark.parametrize("backend", ["numpy", "sharded", "lance"])
+def test_bad_ids_and_queries_raise_the_same_errors_on_every_backend(backend: str, tmp_path) -> None:
+    index = {
+        "numpy": NumpyIndex(8),
+        "sharded": ShardedIndex([NumpyIndex(8) for _ in range(2)], threads=1),
+        "lance": LanceIndex(8, tmp_path / "lance-bad"),
+    }[backend]
+    vecs = _clustered(2, dim=8)
+    with pytest.raises(InvalidInputError, match="ids must be unique within one call"):
+        index.add(["a", "a"], vecs)  # type: ignore[attr-defined]
+    if backend != "sharded":  # a sharded index routes ids to its shards, whose own checks apply
+        with pytest.raises(InvalidInputError, match="not one string"):
+            index.add("ab", vecs)  # type: ignore[attr-defined]
+        with pytest.raises(InvalidInputError, match="non-empty str"):
+            index.add(["a", ""], vecs)  # type: ignore[attr-defined]
+    index.add(["a", "b"], vecs)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInputError, match="k must be a positive int"):
+        index.search(vecs[0], 0)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInputError, match=r"query vectors must have shape \(n, 8\)"):
+        index.search_batch(np.zeros((2, 7), dtype=np.float32), 1)  # type: ignore[attr-defined]
+    assert [h.id for h in index.search(vecs[0], 1)] == ["a"]  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import ConfigDict, Field
@@ -12,8 +13,9 @@ from pydantic import ConfigDict, Field
 from ctxkit._model import CtxkitModel
 from ctxkit.compress.fidelity import FidelityReport, fidelity_report
 from ctxkit.errors import InvalidInputError
+from ctxkit.messages import Chunk
 
-__all__ = ["BaseCompressor", "CompressionResult", "TextCompressor", "check_rate"]
+__all__ = ["BaseCompressor", "CompressionResult", "TextCompressor", "check_rate", "compress_chunks"]
 
 
 class CompressionResult(CtxkitModel):
@@ -103,6 +105,19 @@ def check_rate(rate: float) -> float:
     if not isinstance(rate, int | float) or not math.isfinite(rate) or not 0.0 < rate <= 1.0:
         raise InvalidInputError(f"rate is the share of tokens to keep and must be in (0, 1], got {rate!r}")
     return float(rate)
+
+
+def compress_chunks(
+    compressor: BaseCompressor, chunks: Sequence[Chunk], *, question: str | None = None, rate: float = 0.5
+) -> list[Chunk]:
+    """Compress each chunk's text with ``compressor``; ids and scores are kept, and the rate reached and
+    the original token count are recorded under the chunk's ``metadata["compression"]``."""
+    out: list[Chunk] = []
+    for c in chunks:
+        r = compressor.compress(c.text, rate=rate, question=question)
+        meta = {**c.metadata, "compression": {"rate": r.rate, "original_tokens": r.original_tokens}}
+        out.append(c.model_copy(update={"text": r.text, "metadata": meta}))
+    return out
 
 
 CompressionResult.model_rebuild()

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
-from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
+from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate, compress_chunks
 from ctxkit.compress.coarse import CoarseToFine
 from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, SentenceScorer, _stopwords
 from ctxkit.compress.scorer import TokenScorer, TokenScores, default_scorer
@@ -473,9 +473,4 @@ class TokenPruner(BaseCompressor):
         self, chunks: Sequence[Chunk], *, question: str | None = None, rate: float = 0.5
     ) -> list[Chunk]:
         """Prune each retrieved chunk (question-aware when ``question`` is given); ids and scores are kept."""
-        out: list[Chunk] = []
-        for c in chunks:
-            r = self.compress(c.text, rate=rate, question=question)
-            meta = {**c.metadata, "compression": {"rate": r.rate, "original_tokens": r.original_tokens}}
-            out.append(c.model_copy(update={"text": r.text, "metadata": meta}))
-        return out
+        return compress_chunks(self, chunks, question=question, rate=rate)

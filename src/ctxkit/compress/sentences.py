@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate
+from ctxkit.compress.base import BaseCompressor, CompressionResult, check_rate, compress_chunks
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Chunk
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
@@ -152,9 +152,4 @@ class SentenceFilter(BaseCompressor):
         self, chunks: Sequence[Chunk], *, question: str | None = None, rate: float = 0.5
     ) -> list[Chunk]:
         """Filter each chunk's sentences (ids, scores and metadata kept)."""
-        out: list[Chunk] = []
-        for c in chunks:
-            r = self.compress(c.text, rate=rate, question=question)
-            meta = {**c.metadata, "compression": {"rate": r.rate, "original_tokens": r.original_tokens}}
-            out.append(c.model_copy(update={"text": r.text, "metadata": meta}))
-        return out
+        return compress_chunks(self, chunks, question=question, rate=rate)

@@ -182,6 +182,32 @@ def matches_filter(metadata: Mapping[str, Any], flt: Filter) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- input checks
+def check_ids(ids: Sequence[str]) -> list[str]:
+    """``ids`` as a list, after checking each is a non-empty str and none repeats (shared by the indexes)."""
+    if isinstance(ids, str):
+        raise InvalidInputError("ids must be a sequence of strings, not one string")
+    ids = list(ids)
+    for i in ids:
+        if not isinstance(i, str) or not i:
+            raise InvalidInputError(f"every id must be a non-empty str, got {i!r}")
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("ids must be unique within one call")
+    return ids
+
+
+def query_matrix(vectors: npt.ArrayLike, k: int, dim: int) -> FloatArray:
+    """``vectors`` as an ``(n, dim)`` float32 matrix of queries (one vector is one row), after checking ``k``."""
+    if not isinstance(k, int) or k < 1:
+        raise InvalidInputError(f"k must be a positive int, got {k!r}")
+    q = np.asarray(vectors, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise InvalidInputError(f"query vectors must have shape (n, {dim}), got {np.shape(vectors)}")
+    return q
+
+
 # --------------------------------------------------------------------------- base
 class BaseVectorIndex(ABC):
     """Rows, ids, metadata, deletion, filters and atomic persistence; subclasses search."""
@@ -265,14 +291,7 @@ class BaseVectorIndex(ABC):
     def _validate(
         self, ids: Sequence[str], vectors: npt.ArrayLike, metadata: Sequence[Mapping[str, Any]] | None
     ) -> tuple[list[str], FloatArray, list[dict[str, Any]]]:
-        if isinstance(ids, str):
-            raise InvalidInputError("ids must be a sequence of strings, not one string")
-        ids = list(ids)
-        for i in ids:
-            if not isinstance(i, str) or not i:
-                raise InvalidInputError(f"every id must be a non-empty str, got {i!r}")
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("ids must be unique within one call")
+        ids = check_ids(ids)
         vecs = self._as_matrix(vectors) if ids else np.empty((0, self._dim), dtype=np.float32)
         if len(vecs) != len(ids):
             raise InvalidInputError(f"got {len(ids)} ids but {len(vecs)} vectors")

@@ -27,7 +27,7 @@ from ctxkit._inputs import reject_bare_string
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import canonical_json
-from ctxkit.retrieval.index import Filter, FloatArray, Hit
+from ctxkit.retrieval.index import Filter, FloatArray, Hit, check_ids, query_matrix
 
 __all__ = ["FieldType", "LanceIndex"]
 
@@ -121,14 +121,7 @@ class LanceIndex:
         return found
 
     def _rows(self, ids: Sequence[str], vectors: npt.ArrayLike, metadata: Sequence[Mapping[str, Any]] | None) -> Any:
-        if isinstance(ids, str):
-            raise InvalidInputError("ids must be a sequence of strings, not one string")
-        ids = list(ids)
-        for i in ids:
-            if not isinstance(i, str) or not i:
-                raise InvalidInputError(f"every id must be a non-empty str, got {i!r}")
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("ids must be unique within one call")
+        ids = check_ids(ids)
         vecs = np.asarray(vectors, dtype=np.float32)
         if vecs.ndim == 1:
             vecs = vecs[None, :]
@@ -216,13 +209,7 @@ class LanceIndex:
 
     def search_batch(self, vectors: npt.ArrayLike, k: int = 10, *, filter: Filter | None = None) -> list[list[Hit]]:
         """:meth:`search` for each row of ``vectors``."""
-        if not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be a positive int, got {k!r}")
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self._dim:
-            raise InvalidInputError(f"query vectors must have shape (n, {self._dim}), got {np.shape(vectors)}")
+        q = query_matrix(vectors, k, self._dim)
         where = self._where(filter)
         out = []
         for row in q:

@@ -29,7 +29,15 @@ import numpy.typing as npt
 from ctxkit._inputs import reject_bare_string
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.paths import atomic_write
-from ctxkit.retrieval.index import BaseVectorIndex, Filter, FloatArray, Hit, VectorIndex, load_index
+from ctxkit.retrieval.index import (
+    BaseVectorIndex,
+    Filter,
+    FloatArray,
+    Hit,
+    VectorIndex,
+    load_index,
+    query_matrix,
+)
 
 __all__ = ["ShardedIndex", "load_sharded", "merge_hits"]
 
@@ -142,13 +150,7 @@ class ShardedIndex:
 
     def search_batch(self, vectors: npt.ArrayLike, k: int = 10, *, filter: Filter | None = None) -> list[list[Hit]]:
         """Every shard's top ``k`` per query, merged by score."""
-        if not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be a positive int, got {k!r}")
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self._dim:
-            raise InvalidInputError(f"query vectors must have shape (n, {self._dim}), got {np.shape(vectors)}")
+        q = query_matrix(vectors, k, self._dim)
         per_shard: list[list[list[Hit]]] = self._map(lambda s: s.search_batch(q, k, filter=filter))
         return [merge_hits([hits[r] for hits in per_shard], k) for r in range(len(q))]
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ctxkit._optional import require
-from ctxkit.dispatch.backends.base import BaseBackend, Request
+from ctxkit.dispatch.backends._sdk import SDKBackend
+from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.backends.openai import map_sdk_error
-from ctxkit.dispatch.errors import BackendHTTPError
-from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, price_usage
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import Message, ToolCall, canonical_json
 from ctxkit.secrets import add_secret
@@ -134,7 +133,7 @@ def _sdk_kwargs(create: Any, body: dict[str, Any]) -> dict[str, Any]:
     return known
 
 
-class AnthropicBackend(BaseBackend):
+class AnthropicBackend(SDKBackend):
     """Claude models over the Messages API; pass an ``anthropic.Anthropic`` you built, or a key.
 
     Anthropic does not return token logprobs, so ``Result.logprobs`` is ``None``
@@ -175,91 +174,32 @@ class AnthropicBackend(BaseBackend):
             return cls(model, async_client=client, **kwargs)
         return cls(model, client=client, **kwargs)
 
-    def _result(self, data: dict[str, Any], start: float, ttft: float | None = None) -> Result:
+    def _result(
+        self, data: dict[str, Any], start: float, ttft: float | None = None, request: Request | None = None
+    ) -> Result:
         text = "".join(b.get("text", "") for b in data.get("content") or [] if b.get("type") == "text")
         calls = tuple(
             ToolCall(id=b["id"], name=b["name"], arguments=canonical_json(b.get("input") or {}))
             for b in data.get("content") or []
             if b.get("type") == "tool_use"
         )
-        usage = Usage.from_anthropic(data.get("usage") or {})
-        latency = time.perf_counter() - start
-        return Result(
+        return self._answer(
+            time.perf_counter() - start,
+            ttft,
             text=text,
             finish_reason=_FINISH.get(data.get("stop_reason") or "", "unknown"),
-            usage=usage,
-            model=self.model,
-            backend=self.name,
-            latency_s=latency,
-            ttft_s=ttft if ttft is not None else latency,
+            usage=Usage.from_anthropic(data.get("usage") or {}),
             tool_calls=calls,
-            cost=price_usage(usage, self.model),
         )
 
-    def _generate(self, request: Request) -> Result:
-        if self.client is None:
-            raise BackendHTTPError(
-                "this backend has only an async client; call agenerate()", backend=self.name, retryable=False
-            )
-        start = time.perf_counter()
-        try:
-            msg = self.client.messages.create(
-                **_sdk_kwargs(self.client.messages.create, anthropic_request(request, self.model))
-            )
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        return self._result(msg.model_dump(), start)
+    def _create(self, client: Any, request: Request, *, stream: bool) -> Any:
+        body = anthropic_request(request, self.model)
+        if stream:
+            body["stream"] = True
+        return client.messages.create(**_sdk_kwargs(client.messages.create, body))
 
-    async def _agenerate(self, request: Request) -> Result:
-        if self.async_client is None:
-            return await super()._agenerate(request)
-        start = time.perf_counter()
-        try:
-            msg = await self.async_client.messages.create(
-                **_sdk_kwargs(self.async_client.messages.create, anthropic_request(request, self.model))
-            )
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        return self._result(msg.model_dump(), start)
-
-    def _stream(self, request: Request) -> Iterator[StreamEvent]:
-        if self.client is None:
-            raise BackendHTTPError(
-                "this backend has only an async client; call astream()", backend=self.name, retryable=False
-            )
-        start = time.perf_counter()
-        acc = _SSEAccumulator()
-        try:
-            for event in self.client.messages.create(
-                **_sdk_kwargs(self.client.messages.create, {**anthropic_request(request, self.model), "stream": True})
-            ):
-                out = acc.add(event.model_dump(), start)
-                if out is not None:
-                    yield out
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft))
-
-    async def _astream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        if self.async_client is None:
-            async for ev in super()._astream(request):
-                yield ev
-            return
-        start = time.perf_counter()
-        acc = _SSEAccumulator()
-        try:
-            stream = await self.async_client.messages.create(
-                **_sdk_kwargs(
-                    self.async_client.messages.create, {**anthropic_request(request, self.model), "stream": True}
-                )
-            )
-            async for event in stream:
-                out = acc.add(event.model_dump(), start)
-                if out is not None:
-                    yield out
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft))
+    def _accumulator(self) -> _SSEAccumulator:
+        return _SSEAccumulator()
 
     def _map_error(self, exc: Exception) -> Exception:
         """Map an ``anthropic`` exception onto ctxkit's tree (other errors pass through unchanged)."""

@@ -18,9 +18,9 @@ from pydantic import ConfigDict, Field, field_validator
 
 from ctxkit._model import CtxkitModel
 from ctxkit.assembly.prompt import AssembledPrompt
-from ctxkit.dispatch.result import Result, StreamEvent
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, price_usage
 from ctxkit.errors import InvalidInputError, UnknownNameError
-from ctxkit.messages import Message, ToolSpec
+from ctxkit.messages import Message, ToolCall, ToolSpec
 from ctxkit.models import ModelInfo, get_model
 from ctxkit.secrets import redact, redact_text
 from ctxkit.tokenizers import get_chat_counter, get_tokenizer
@@ -224,6 +224,33 @@ class BaseBackend(ABC):
     def context_window(self) -> int | None:
         info = self.info
         return info.context_window if info else None
+
+    def _answer(
+        self,
+        latency: float,
+        ttft: float | None,
+        *,
+        text: str,
+        finish_reason: FinishReason,
+        usage: Usage,
+        tool_calls: tuple[ToolCall, ...],
+        **fields: Any,
+    ) -> Result:
+        """The :class:`Result` of a call that took ``latency`` seconds (``ttft``: to its first token, if
+        known), on this backend's model, with the cost of ``usage``."""
+        return Result(
+            text=text,
+            finish_reason=finish_reason,
+            usage=usage,
+            model=self.model,
+            backend=self.name,
+            latency_s=latency,
+            ttft_s=ttft if ttft is not None else latency,
+            tool_calls=tool_calls,
+            cost=price_usage(usage, self.model),
+            local=self.local,
+            **fields,
+        )
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod

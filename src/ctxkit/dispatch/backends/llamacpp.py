@@ -24,7 +24,7 @@ import numpy as np
 from ctxkit._optional import require
 from ctxkit.dispatch.backends.base import BaseBackend, Request
 from ctxkit.dispatch.errors import ContextOverflowError
-from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob
 from ctxkit.errors import InvalidInputError
 from ctxkit.gguf import LocalModel, WeightType, load_llama
 from ctxkit.messages import ToolCall
@@ -223,18 +223,14 @@ class LlamaCppBackend(BaseBackend):
                 yield StreamEvent(kind="text", text=text[emitted:], logprobs=tuple(pending_lp))
             latency = time.perf_counter() - start
         usage = Usage(input_tokens=len(tokens), cache_read_tokens=max(reused, 0), output_tokens=n_out)
-        result = Result(
+        result = self._answer(
+            latency,
+            ttft,
             text=text,
-            tool_calls=tuple(calls),
             finish_reason=finish,
             usage=usage,
-            model=self.model,
-            backend=self.name,
-            latency_s=latency,
-            ttft_s=ttft if ttft is not None else latency,
+            tool_calls=tuple(calls),
             logprobs=tuple(all_lp) if request.logprobs else None,
-            cost=price_usage(usage, self.model),
-            local=True,
         )
         yield StreamEvent(kind="done", result=result)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ctxkit._optional import require
-from ctxkit.dispatch.backends.base import BaseBackend, Request, estimate_usage
+from ctxkit.dispatch.backends._sdk import SDKBackend
+from ctxkit.dispatch.backends.base import Request, estimate_usage
 from ctxkit.dispatch.errors import BackendHTTPError
-from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob, price_usage
+from ctxkit.dispatch.result import FinishReason, Result, StreamEvent, TokenLogprob
 from ctxkit.errors import InvalidInputError
 from ctxkit.messages import ToolCall
 from ctxkit.secrets import add_secret, redact, redact_text
@@ -35,7 +35,7 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-class OpenAIBackend(BaseBackend):
+class OpenAIBackend(SDKBackend):
     """Chat completions over HTTP.
 
     Pass ``client`` (an ``openai.OpenAI``) and/or ``async_client`` (an
@@ -146,78 +146,23 @@ class OpenAIBackend(BaseBackend):
             ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
             for c in msg.get("tool_calls") or []
         )
-        latency = time.perf_counter() - start
-        return Result(
+        return self._answer(
+            time.perf_counter() - start,
+            ttft,
             text=msg.get("content") or "",
             finish_reason=_FINISH.get(choice.get("finish_reason") or "", "unknown"),
             usage=usage,
-            model=self.model,
-            backend=self.name,
-            latency_s=latency,
-            ttft_s=ttft if ttft is not None else latency,
-            logprobs=_logprobs(choice.get("logprobs")),
             tool_calls=calls,
-            cost=price_usage(usage, self.model),
+            logprobs=_logprobs(choice.get("logprobs")),
             usage_estimated=estimated,
-            local=self.local,
         )
 
-    # ------------------------------------------------------------------ sync
-    def _generate(self, request: Request) -> Result:
-        if self.client is None:
-            raise BackendHTTPError(
-                "this backend has only an async client; call agenerate()", backend=self.name, retryable=False
-            )
-        start = time.perf_counter()
-        try:
-            resp = self.client.chat.completions.create(**self._params(request, stream=False))
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        return self._result(resp.model_dump(), start)
+    # ------------------------------------------------------------------ calls (the loops are SDKBackend's)
+    def _create(self, client: Any, request: Request, *, stream: bool) -> Any:
+        return client.chat.completions.create(**self._params(request, stream=stream))
 
-    def _stream(self, request: Request) -> Iterator[StreamEvent]:
-        if self.client is None:
-            raise BackendHTTPError(
-                "this backend has only an async client; call astream()", backend=self.name, retryable=False
-            )
-        start = time.perf_counter()
-        acc = _StreamAccumulator()
-        try:
-            for chunk in self.client.chat.completions.create(**self._params(request, stream=True)):
-                event = acc.add(chunk.model_dump(), start)
-                if event is not None:
-                    yield event
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))
-
-    # ------------------------------------------------------------------ async
-    async def _agenerate(self, request: Request) -> Result:
-        if self.async_client is None:
-            return await super()._agenerate(request)
-        start = time.perf_counter()
-        try:
-            resp = await self.async_client.chat.completions.create(**self._params(request, stream=False))
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        return self._result(resp.model_dump(), start)
-
-    async def _astream(self, request: Request) -> AsyncIterator[StreamEvent]:
-        if self.async_client is None:
-            async for ev in super()._astream(request):
-                yield ev
-            return
-        start = time.perf_counter()
-        acc = _StreamAccumulator()
-        try:
-            stream = await self.async_client.chat.completions.create(**self._params(request, stream=True))
-            async for chunk in stream:
-                event = acc.add(chunk.model_dump(), start)
-                if event is not None:
-                    yield event
-        except Exception as exc:
-            raise self._map_error(exc) from exc
-        yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))
+    def _accumulator(self) -> _StreamAccumulator:
+        return _StreamAccumulator()
 
     # ------------------------------------------------------------------ errors
     def _map_error(self, exc: Exception) -> Exception:

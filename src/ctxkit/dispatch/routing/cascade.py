@@ -111,17 +111,27 @@ class Cascade(BaseBackend):
             reason=f"confidence {score:.3f} {'>=' if ok else '<'} {thr}: " + ("accepted" if ok else "escalated"),
         )
 
+    def _step_request(self, i: int, request: Request) -> Request:
+        """The request step ``i`` gets: with logprobs asked for when the default scorer will read them."""
+        last = i == len(self.steps) - 1
+        return request if last or self.scorer is not mean_logprob else request.model_copy(update={"logprobs": True})
+
+    def _accepts(
+        self, i: int, request: Request, result: Result, runs: list[Result], trail: list[RouteDecision]
+    ) -> bool:
+        """Record step ``i``'s answer; whether it stands (the last step's always does)."""
+        last = i == len(self.steps) - 1
+        runs.append(result)
+        score = None if last else self.scorer(request, result)
+        trail.append(self._step_decision(i, result, score))
+        return last or (score is not None and score >= self.thresholds[i])
+
     def _generate(self, request: Request) -> Result:
         runs: list[Result] = []
         trail: list[RouteDecision] = []
         for i, step in enumerate(self.steps):
-            last = i == len(self.steps) - 1
-            req = request if last or self.scorer is not mean_logprob else request.model_copy(update={"logprobs": True})
-            result = step.generate(req)
-            runs.append(result)
-            score = None if last else self.scorer(request, result)
-            trail.append(self._step_decision(i, result, score))
-            if last or (score is not None and score >= self.thresholds[i]):
+            result = step.generate(self._step_request(i, request))
+            if self._accepts(i, request, result, runs, trail):
                 return self._finish(result, runs, trail)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -129,12 +139,7 @@ class Cascade(BaseBackend):
         runs: list[Result] = []
         trail: list[RouteDecision] = []
         for i, step in enumerate(self.steps):
-            last = i == len(self.steps) - 1
-            req = request if last or self.scorer is not mean_logprob else request.model_copy(update={"logprobs": True})
-            result = await step.agenerate(req)
-            runs.append(result)
-            score = None if last else self.scorer(request, result)
-            trail.append(self._step_decision(i, result, score))
-            if last or (score is not None and score >= self.thresholds[i]):
+            result = await step.agenerate(self._step_request(i, request))
+            if self._accepts(i, request, result, runs, trail):
                 return self._finish(result, runs, trail)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -10,8 +10,8 @@ from ctxkit._model import CtxkitModel
 from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result
+from ctxkit.dispatch.routing.base import CountsPromptTokens
 from ctxkit.errors import InvalidInputError
-from ctxkit.tokenizers import get_chat_counter
 from ctxkit.tokenizers.chat import ChatCounter
 
 __all__ = ["Rule", "RulesRouter"]
@@ -73,7 +73,7 @@ class Rule(CtxkitModel):
         return not (self.when is not None and not self.when(request))
 
 
-class RulesRouter:
+class RulesRouter(CountsPromptTokens):
     """Ordered rules; the first match decides, else ``default``.
 
     Token counts come from the assembled prompt when the request has one, else from
@@ -92,13 +92,6 @@ class RulesRouter:
 
     def __repr__(self) -> str:
         return f"RulesRouter({len(self.rules)} rules, default={self.default!r})"
-
-    def _tokens(self, request: Request) -> int:
-        if request.prompt is not None:
-            return request.prompt.total_tokens
-        if self.counter is None:
-            self.counter = get_chat_counter("gpt-4o")
-        return self.counter.count_messages(request.messages, request.tools)
 
     def route(self, request: Request) -> RouteDecision:
         cache: list[int] = []

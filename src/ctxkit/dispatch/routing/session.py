@@ -19,15 +19,14 @@ from decimal import Decimal
 from ctxkit.dispatch.backends.base import Request
 from ctxkit.dispatch.decision import RouteDecision
 from ctxkit.dispatch.result import Result, price_usage
-from ctxkit.dispatch.routing.base import Router
-from ctxkit.tokenizers import get_chat_counter
+from ctxkit.dispatch.routing.base import CountsPromptTokens, Router
 from ctxkit.tokenizers.chat import ChatCounter
 from ctxkit.usage import Usage
 
 __all__ = ["SessionAwareRouter"]
 
 
-class SessionAwareRouter:
+class SessionAwareRouter(CountsPromptTokens):
     """Wraps a router with cache stickiness per ``request.session_id``.
 
     ``models`` maps each route to the model name its price is looked up under.
@@ -58,13 +57,6 @@ class SessionAwareRouter:
 
     def __repr__(self) -> str:
         return f"SessionAwareRouter(inner={self.inner!r}, sessions={len(self._sessions)})"
-
-    def _tokens(self, request: Request) -> int:
-        if request.prompt is not None:
-            return request.prompt.total_tokens
-        if self.counter is None:
-            self.counter = get_chat_counter("gpt-4o")
-        return self.counter.count_messages(request.messages, request.tools)
 
     def _price(self, route: str, usage: Usage) -> Decimal | None:
         model = self.models.get(route)

@@ -75,22 +75,15 @@ _ANAPHORIC = re.compile(r"\s*(?:(?:He|She|It|They|His|Her|Its|Their|This|These|T
 _SEP_TOKENS = 1  # whitespace or the gap mark between kept sentences, per sentence; the recount is exact
 
 
-class EvidenceWeights(BaseModel):
-    """How sentence scores are fused and how sentences are packed (defaults chosen on HotpotQA dev)."""
+class EvidenceWeights(RelevanceWeights):
+    """How sentence scores are fused (the shared :class:`~ctxkit.compress.RelevanceWeights`) and how sentences
+    are packed (defaults chosen on HotpotQA dev)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dense: float = Field(1.0, ge=0.0, description="weight of the query-sentence cosine")
-    lexical: float = Field(0.6, ge=0.0, description="weight of the sentence's BM25 score, scaled by the best")
-    passage: float = Field(0.5, ge=0.0, description="weight of the passage's relevance (cosine and scaled BM25)")
-    neighbour: float = Field(0.1, ge=0.0, description="share of the better adjacent sentence's score")
-    lead: float = Field(0.2, ge=0.0, description="bonus for a document's first sentence")
+    salience: float = Field(0.0, ge=0.0, description="without a question: weight of entities/numbers/decisions")
+    title: float = Field(0.4, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
     temperature: float = Field(0.2, gt=0.0, description="value = exp((score - best) / temperature)")
     density: float = Field(1.0, ge=0.0, le=2.0, description="greedy key is value / cost ** density")
-    bridge: float = Field(0.8, ge=0.0, description="bonus for a passage whose title a top sentence mentions")
-    bridge_top: int = Field(2, ge=1, description="how many of the best sentences are searched for titles")
     cover: int = Field(2, ge=0, description="the best sentence of this many best passages is packed first")
-    title: float = Field(0.4, ge=0.0, description="bonus for a passage whose title the query names (comparisons)")
     anaphora: bool = Field(
         False, description="a sentence opening with a pronoun ('He', 'It', 'The band') is packed with its lead sentence"
     )
@@ -264,18 +257,7 @@ class EvidencePacker:
         query_vector: npt.ArrayLike | None = None,
     ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
         """The fused score of every sentence and the index of its passage (:class:`~ctxkit.compress.SentenceScorer`)."""
-        w = self.weights
-        rel = RelevanceWeights(
-            dense=w.dense,
-            lexical=w.lexical,
-            passage=w.passage,
-            neighbour=w.neighbour,
-            lead=w.lead,
-            bridge=w.bridge,
-            bridge_top=w.bridge_top,
-            title=w.title,
-            salience=0.0,
-        )
+        rel = RelevanceWeights(**self.weights.model_dump(include=set(RelevanceWeights.model_fields)))
         scored = [ScoredPassage(p.title, [t for _, _, t in p.sents], p.first_is_lead) for p in passages]
         return self._scorer.score(query, scored, query_vector=query_vector, weights=rel)
 

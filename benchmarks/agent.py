@@ -134,9 +134,8 @@ def question(t: dict[str, str]) -> str:
 
 
 def is_tool_call(answer: str) -> bool:
-    """A reply that calls a tool (JSON naming a tool, or a <tool_call> block) is not an answer."""
-    text = answer.strip()
-    return "<tool_call>" in text or bool(re.match(r'\{\s*"name"\s*:', text))
+    """A reply that calls a tool (JSON naming a tool anywhere in it, or a <tool_call> block) is not an answer."""
+    return "<tool_call>" in answer or bool(re.search(r'\{\s*"name"\s*:', answer))
 
 
 def correct(answer: str, t: dict[str, str]) -> bool:

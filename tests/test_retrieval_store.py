@@ -19,7 +19,7 @@ import pytest
 from _hash_embedder import HashEmbedder
 from ctxkit.errors import ResourceError, StoreFormatError
 from ctxkit.retrieval import Chunker, Document, NumpyIndex, Retriever
-from ctxkit.retrieval.store import STORE_VERSION, StoreManifest
+from ctxkit.retrieval.store import _ADDED_EVIDENCE_WEIGHTS, STORE_VERSION, StoreManifest
 from ctxkit.tokenizers import get_tokenizer, specs_of
 from ctxkit.tokenizers._estimate import EstimatingTokenizer
 
@@ -64,7 +64,11 @@ def test_a_format_1_store_written_before_the_store_module_loads_and_answers_the_
     with zipfile.ZipFile(again) as zf:
         manifest = StoreManifest.model_validate_json(zf.read("manifest.json"))
         old = json.loads(zipfile.ZipFile(V1).read("manifest.json"))
-        assert json.loads(zf.read("manifest.json")) == {**old, "ctxkit_version": manifest.ctxkit_version}
+        # weights added since are written out at the values that keep this store's packing as it was
+        ranking = {**old["ranking"], "evidence": {**old["ranking"]["evidence"], **_ADDED_EVIDENCE_WEIGHTS}}
+        expected = {**old, "ranking": ranking, "ctxkit_version": manifest.ctxkit_version}
+        assert json.loads(zf.read("manifest.json")) == expected
+    assert manifest.ranking.evidence is not None and manifest.ranking.evidence.title == 0.0  # not today's default
     assert manifest.version == STORE_VERSION == 1 and manifest.chunks == EXPECTED["len"]
     assert _answers(Retriever.load(again, embedder=HashEmbedder())) == EXPECTED
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ctxkit.errors import InvalidInputError, ResourceError, StoreFormatError, UnknownNameError
 from ctxkit.messages import Chunk
@@ -112,6 +112,24 @@ class RankingSettings(_Part):
     packing: Literal["evidence", "chunks"] = "chunks"
     evidence_pool: float = 4.0
     evidence: EvidenceWeights | None = None
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _as_written(cls, value: object) -> object:
+        """Weights added after a store was written take the value that reproduces its packing then."""
+        if isinstance(value, dict):
+            return {**_ADDED_EVIDENCE_WEIGHTS, **value}
+        return value
+
+
+#: evidence weights newer than store format 1, at the values that leave older stores' packing unchanged
+_ADDED_EVIDENCE_WEIGHTS: dict[str, object] = {
+    "title": 0.0,
+    "anaphora": False,
+    "salience": 0.0,
+    "feedback": 0.0,
+    "answer_type": 0.0,
+}
 
 
 class IndexInfo(_Part):

@@ -81,7 +81,7 @@ class Savings(CtxkitModel):
     (``success=False``) count at what they cost in every step: their cost is spent, and what the
     baseline would have charged is reported apart (``failed_tasks``, ``failed_baseline``) instead of
     being claimed as savings. **A local model's call is not free:** ``local_calls`` counts calls to
-    models registered as local, ``local_as_baseline`` is what the same prompts would cost on the
+    models recorded as local (``CallRecord.local``), ``local_as_baseline`` is what the same prompts would cost on the
     baseline model (``None`` without one, or if a price is unknown), and ``local_compute_s`` is their
     summed latency, the compute the user paid for with their own hardware.
     """
@@ -222,15 +222,6 @@ class ReportRow(CtxkitModel):
         }
 
 
-def _is_local(model: str) -> bool:
-    from ctxkit.models import get_model
-
-    try:
-        return get_model(model).local
-    except UnknownNameError:
-        return False
-
-
 def _failed_tasks(records: Sequence[CallRecord]) -> set[str]:
     """Tasks whose last verdict is a failure (a task is its ``task_id``, or the call alone)."""
     last: dict[str, bool] = {}
@@ -266,7 +257,7 @@ def _savings(records: Sequence[CallRecord], book: PriceBook, baseline_model: str
         full_in = max(r.uncompressed_input_tokens or 0, u.input_tokens)
         raw = Usage(input_tokens=full_in, output_tokens=u.output_tokens, reasoning_tokens=u.reasoning_tokens)
         on_baseline = book.cost(raw, baseline_model or r.model)
-        if _is_local(r.model):
+        if r.local:  # the record says so (from the price book unless the caller set it)
             local_s += r.latency_s or 0.0
             local_as_baseline.append(book.cost(plain, baseline_model) if baseline_model else None)
         if (r.task_id or r.id) in failed:  # spent, and nothing saved

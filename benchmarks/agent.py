@@ -124,11 +124,8 @@ def make_tasks(n: int) -> list[dict[str, str]]:
     return tasks
 
 
-QUESTION = "file"  # set from --question in main()
-
-
-def question(t: dict[str, str]) -> str:
-    if QUESTION == "file":
+def question(t: dict[str, str], kind: str) -> str:
+    if kind == "file":
         return f'Which essay file contains the phrase "{t["phrase"]}"? Reply with the file name only.'
     return f'In the file {t["file"]}, which word comes right after "{t["phrase"]}"? Reply with that one word.'
 
@@ -138,10 +135,10 @@ def is_tool_call(answer: str) -> bool:
     return "<tool_call>" in answer or bool(re.search(r'\{\s*"name"\s*:', answer))
 
 
-def correct(answer: str, t: dict[str, str]) -> bool:
+def correct(answer: str, t: dict[str, str], kind: str) -> bool:
     if is_tool_call(answer):  # e.g. grep called with the file's name as its pattern: no answer was given
         return False
-    if QUESTION == "file":  # the file's name, with or without ".txt", and no other essay's name
+    if kind == "file":  # the file's name, with or without ".txt", and no other essay's name
         stem = t["file"][: -len(".txt")].lower()
         return stem in {w.lower() for w in re.findall(r"[A-Za-z0-9_-]+", answer)}
     got = [w.lower() for w in WORD.findall(answer)][:5]
@@ -345,12 +342,10 @@ def run_policy(
     config: Any = {"configurable": {"thread_id": policy}, "recursion_limit": 500}
     state: dict[str, Any] = {}
     for t in tqdm(tasks, desc=policy, leave=False):
-        state = agent.invoke({"messages": [{"role": "user", "content": question(t)}]}, config)
-    success = sum(correct(ans, t) for ans, t in zip(answers, tasks, strict=True))
+        state = agent.invoke({"messages": [{"role": "user", "content": question(t, a.question)}]}, config)
     out: dict[str, Any] = {
         "input_tokens": measure.tokens,
         "cache_reuse": round(measure.cached / max(measure.tokens, 1), 4),
-        "task_success": round(success / len(tasks), 4),
         "orphaned_tool_messages": measure.orphans,
         "over_window": measure.over,
         "model_calls": measure.calls,
@@ -384,9 +379,7 @@ def _expands_to(expand: Any, key: str, original: str) -> bool:
 
 
 def main(argv: list[str]) -> dict[str, object]:
-    global QUESTION
     a = _args(argv)
-    QUESTION = a.question
     from ctxkit.datasets import essays
     from ctxkit.dispatch import LlamaCppBackend
     from ctxkit.eval.models import qwen25_coder_05b
@@ -437,7 +430,7 @@ def main(argv: list[str]) -> dict[str, object]:
         # scored here, from the kept answers, so a saved run is scored by the current rules
         answers = results[policy]["answers"]
         results[policy]["task_success"] = round(
-            sum(correct(x, t) for x, t in zip(answers, tasks, strict=True)) / len(tasks), 4
+            sum(correct(x, t, a.question) for x, t in zip(answers, tasks, strict=True)) / len(tasks), 4
         )
         results[policy]["tool_call_instead_of_answer"] = sum(is_tool_call(x) for x in answers)
         print(policy, json.dumps({k: v for k, v in results[policy].items() if k != "answers"}), flush=True)

@@ -130,7 +130,7 @@ def _prompt_stats(
             continue
         ev, rec, ans, toks = [], [], [], []
         for t in tasks:
-            built = p.build(t)
+            built = p.assemble(t)
             e, r, a = evidence_stats(t, built.context)
             ev.append(bool(e))
             rec.append(r or 0.0)
@@ -436,7 +436,7 @@ def _pruning(a: argparse.Namespace, tasks: list[Task], backend: Any, label: str,
             self.pruner = TokenPruner()
             self.base = NaivePipeline(timestamp=False)
 
-        def build(self, task: Task) -> Any:
+        def assemble(self, task: Task) -> Any:
             from ctxkit.eval.pipelines import BuiltPrompt, _user_message, render_documents
 
             t0 = time.perf_counter()
@@ -445,7 +445,7 @@ def _pruning(a: argparse.Namespace, tasks: list[Task], backend: Any, label: str,
                 for d in task.documents
             ]
             context = render_documents(docs)
-            msgs = (self.base.build(task).messages[0], _user_message(context, task.question))
+            msgs = (self.base.assemble(task).messages[0], _user_message(context, task.question))
             return BuiltPrompt(msgs, context, time.perf_counter() - t0, {"pruned": True})
 
     plain = NaivePipeline(name="naive-plain", timestamp=False)

@@ -277,8 +277,8 @@ def test_compressed_pipeline_is_a_stage_full_vs_compressed() -> None:
             EvalDocument(id="b", title="Town", text="The town is small and quiet. " * 10),
         ),
     )
-    full = CompressedPipeline(1.0, name="full").build(task)
-    comp = CompressedPipeline(0.33, compressor=_pruner()).build(task)
+    full = CompressedPipeline(1.0, name="full").assemble(task)
+    comp = CompressedPipeline(0.33, compressor=_pruner()).assemble(task)
     assert "Filler. Filler." in full.context
     assert TOK.count(comp.context) < TOK.count(full.context) * 0.5
     assert comp.meta["achieved_rate"] <= 0.33

@@ -190,7 +190,7 @@ def test_tasks_round_trip_and_validation(tmp_path: Path) -> None:
 
 def test_naive_pipeline_keeps_everything_and_stamps_the_time() -> None:
     t = _tasks(1)[0]
-    built = NaivePipeline().build(t)
+    built = NaivePipeline().assemble(t)
     assert built.messages[0].content.startswith("Current time: ")
     assert all(d.text in built.context for d in t.documents)
     assert evidence_stats(t, built.context) == (True, 1.0, True)
@@ -452,12 +452,12 @@ def test_peer_style_and_ctxkit_pipelines_build_prompts() -> None:
         history=history,
         evidence=("Fact number 3: the river 3 is 30 km long.",),
     )
-    lc = LangChainStylePipeline(history_tokens=300).build(task)
+    lc = LangChainStylePipeline(history_tokens=300).assemble(task)
     assert lc.meta["documents"] == 4 and lc.context.count("<document") == 4
     assert [m.content for m in lc.messages[1:-1]] == ["next", "sure"]  # trim_messages dropped the long turn
-    li = LlamaIndexStylePipeline().build(task)
+    li = LlamaIndexStylePipeline().assemble(task)
     assert li.meta["documents"] == 2 and li.context.count("<document") == 2
-    ck = CtxkitPipeline(60).build(task)
+    ck = CtxkitPipeline(60).assemble(task)
     tok = get_tokenizer("gpt-4o-mini")
     assert 0 < tok.count(ck.context) <= 60
     assert evidence_stats(task, ck.context)[0] is True  # the one relevant sentence fits 60 tokens

@@ -1,6 +1,6 @@
 """One source for the costs of retrieved context: the assembly package's rendering.
 
-The retriever (``chunk_cost``, its packing, :meth:`Retriever.prompt`) and the evidence packer
+The retriever (``chunk_cost``, its packing, :meth:`Retriever.assemble`) and the evidence packer
 charge a chunk what the :class:`~ctxkit.assembly.Assembler` lays out for it. These tests take
 the rendered chunk section out of real assembled prompts, count it with a tokenizer that shares
 no cache with ctxkit, and compare, for generated titles (quotes, ``<``, ``&``, newlines,
@@ -135,7 +135,7 @@ def test_budget_holds_and_prompt_keeps_what_the_retriever_chose(
         assert sum(cl100k.count(b) for b in blocks) <= budget
         assert sum(r.chunk_cost(c) for c in got) <= budget
     bud = Budget(context_window=40 + budget)
-    prompt = r.prompt(query, model=MODEL, budget=bud)
+    prompt = r.assemble(query, model=MODEL, budget=bud)
     assert prompt.total_tokens <= prompt.input_limit
     assert FRESH.count(prompt.messages[-1].content) <= prompt.total_tokens
     dropped = [a for a in prompt.audit if a.section == "retrieved" and "exact duplicate" not in a.reason]

@@ -127,14 +127,14 @@ def test_evidence_pack_invariants(
 
 
 @given(texts=st.lists(doc_text, min_size=1, max_size=4), budget=st.integers(0, 300))
-def test_evidence_budget_holds_through_retriever_prompt(texts: list[str], budget: int) -> None:
+def test_evidence_budget_holds_through_retriever_assemble(texts: list[str], budget: int) -> None:
     r = Retriever(HashedWords(), NumpyIndex(64), tokenizer=TOK, chunker=Chunker(24, 8, tokenizer=TOK))
     r.add_documents([Document(id=f"d{i}", text=t, title=f"T{i}") for i, t in enumerate(texts)], progress=False)
     got = r.retrieve("alpha river born", budget)
     assert sum(r.chunk_cost(c) for c in got) <= budget
     assert sum(_independent_cost(c) for c in got) <= budget
     bud = Budget(context_window=60 + budget)
-    out = r.prompt("alpha river born", budget=bud, assembler=Assembler("gpt-4", bud))
+    out = r.assemble("alpha river born", budget=bud, assembler=Assembler("gpt-4", bud))
     assert out.total_tokens <= out.input_limit == 60 + budget
 
 

@@ -159,9 +159,9 @@ def test_mmr_and_dedupe_diversify(embedder: SentenceTransformerEmbedder) -> None
     assert "c" in got
 
 
-def test_prompt_in_one_call(retriever: Retriever) -> None:
+def test_assemble_in_one_call(retriever: Retriever) -> None:
     budget = Budget(context_window=1200, output_reserve=200)
-    p = retriever.prompt("What makes things addictive?", model="gpt-4o", budget=budget, system="Be brief.")
+    p = retriever.assemble("What makes things addictive?", model="gpt-4o", budget=budget, system="Be brief.")
     assert p.total_tokens <= p.input_limit == 1000
     assert p.sections["retrieved"].items_kept >= 2
     assert "<document" in p.messages[-1].content and "addict" in p.messages[-1].content.lower()

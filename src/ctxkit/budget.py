@@ -21,7 +21,7 @@ from ctxkit._model import CtxkitModel
 from ctxkit.errors import InvalidInputError
 from ctxkit.models import get_model
 
-__all__ = ["SECTION_NAMES", "Budget", "SectionBudget"]
+__all__ = ["SECTION_NAMES", "Budget", "SectionBudget", "as_budget"]
 
 SECTION_NAMES: tuple[str, ...] = ("system", "tools", "examples", "memory", "history", "retrieved", "query")
 
@@ -156,3 +156,42 @@ class Budget(CtxkitModel):
             model=model,
             sections=merged,
         )
+
+
+def as_budget(
+    budget: Budget | int | None,
+    model: str,
+    *,
+    base: Budget | None = None,
+    output_reserve: int | None = None,
+) -> Budget:
+    """The whole prompt's :class:`Budget` from what a public entry was given (the one coercion every entry uses).
+
+    * a :class:`Budget` is returned as it is;
+    * an ``int`` is the input limit in tokens: ``base`` (default ``Budget.for_model(model,
+      output_reserve=output_reserve)``) with ``max_input_tokens`` set to it. It must be at least 1 and
+      at most what the window leaves for input after the output reserve, so the limit is exactly
+      the number given;
+    * ``None`` is ``base``, or ``Budget.for_model(model, output_reserve=output_reserve)``.
+
+    Anything else raises :class:`~ctxkit.errors.InvalidInputError` saying what to pass. (Retrieval's
+    ``budget_tokens`` is a different thing, the retrieved section's budget, and is a plain ``int``.)
+    """
+    if isinstance(budget, Budget):
+        return budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+        raise InvalidInputError(
+            "budget must be a ctxkit.Budget (Budget.for_model(model) or Budget(...)) or an int (the prompt's "
+            f"input limit in tokens), not {type(budget).__name__}"
+        )
+    start = base if base is not None else Budget.for_model(model, output_reserve=output_reserve)
+    if budget is None:
+        return start
+    room = start.context_window - start.output_reserve
+    if not 1 <= budget <= room:
+        raise InvalidInputError(
+            f"budget={budget} tokens is not a possible input limit for {start.model or model!r}: pass an int from 1 "
+            f"to {room} (its context window of {start.context_window} minus the output reserve of "
+            f"{start.output_reserve}), or a Budget"
+        )
+    return Budget(**{**start.model_dump(), "max_input_tokens": budget})

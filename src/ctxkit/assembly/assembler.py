@@ -32,7 +32,7 @@ from ctxkit._lru import LRUCache
 from ctxkit.assembly.context import block_cost, context_overhead, document_block, wrapper_cost
 from ctxkit.assembly.packing import EXACT_MAX_CELLS, pack
 from ctxkit.assembly.prompt import AssembledPrompt, AuditRecord, SectionReport
-from ctxkit.budget import SECTION_NAMES, Budget
+from ctxkit.budget import SECTION_NAMES, Budget, as_budget
 from ctxkit.errors import BudgetExceededError, InvalidInputError, SectionOverBudgetError
 from ctxkit.messages import Chunk, Message, ToolSpec
 from ctxkit.tokenizers._tiktoken import TiktokenTokenizer
@@ -131,13 +131,6 @@ def _frozen_refs(refs: tuple[object, ...]) -> tuple[object, ...]:
     return tuple(tuple(r) if type(r) is list else r for r in refs)
 
 
-def _check_budget(budget: object) -> None:
-    if budget is not None and not isinstance(budget, Budget):
-        raise InvalidInputError(
-            f"budget must be a ctxkit.Budget (Budget.for_model(model) or Budget(...)), not {type(budget).__name__}"
-        )
-
-
 def _items_of(name: str, items: object, kind: type[_T]) -> list[_T]:
     """``items`` as a list of ``kind``, or an InvalidInputError naming the input and the first bad element."""
     if items is None:
@@ -201,6 +194,9 @@ def group_turns(messages: Sequence[Message]) -> list[list[Message]]:
 class Assembler:
     """Builds budgeted prompts for one model; reuse it across turns (its counts are cached).
 
+    ``budget`` is the whole prompt's: a :class:`~ctxkit.budget.Budget`, or an ``int``, the input
+    limit in tokens (:func:`~ctxkit.budget.as_budget`); default ``Budget.for_model(model)``.
+
     ``chunk_order`` lays retrieved chunks out by ``score`` (best first), by
     ``source`` (document, then position), or ``edges`` (best at both ends, weakest in
     the middle, against lost-in-the-middle). ``exact_packing`` True forces the exact
@@ -212,7 +208,7 @@ class Assembler:
     def __init__(
         self,
         model: str = "gpt-4o",
-        budget: Budget | None = None,
+        budget: Budget | int | None = None,
         *,
         counter: ChatCounter | None = None,
         chunk_order: ChunkOrder = "score",
@@ -227,7 +223,7 @@ class Assembler:
             raise InvalidInputError(f"chunk_order must be 'score', 'source' or 'edges', not {chunk_order!r}")
         if not isinstance(model, str):
             raise InvalidInputError(f"model must be a model name (str), not {type(model).__name__}")
-        _check_budget(budget)
+        chosen_budget = as_budget(budget, model)
         if counter is not None and not isinstance(counter, ChatCounter):
             raise InvalidInputError(
                 f"counter must be a ChatCounter (get_chat_counter(model)), not {type(counter).__name__}"
@@ -236,7 +232,7 @@ class Assembler:
             if not isinstance(header, str):
                 raise InvalidInputError(f"{name} must be a str, not {type(header).__name__}")
         self.model = model
-        self.budget = budget or Budget.for_model(model)
+        self.budget = chosen_budget
         self.counter: ChatCounter = counter or get_chat_counter(model)
         self.chunk_order: ChunkOrder = chunk_order
         self.context_header = context_header
@@ -279,7 +275,7 @@ class Assembler:
         generation = cache.generation if isinstance(cache, TokenCountCache) else 0
         key = (
             generation,
-            id(budget),
+            budget if type(budget) is int else id(budget),  # an int budget is coerced afresh each call
             id(self.budget),
             id(self.counter),
             system,
@@ -338,9 +334,13 @@ class Assembler:
         memory: str | None = None,
         history: Sequence[Message] = (),
         chunks: Sequence[Chunk] = (),
-        budget: Budget | None = None,
+        budget: Budget | int | None = None,
     ) -> AssembledPrompt:
         """Assemble one prompt; see the module docstring for the steps.
+
+        ``budget`` overrides the assembler's for this call: a :class:`~ctxkit.budget.Budget`, or an
+        ``int``, the input limit in tokens (the assembler's budget with that ``max_input_tokens``; see
+        :func:`~ctxkit.budget.as_budget`).
 
         A request whose inputs are the same objects as a recent one's (the history and chunks an
         application passes again on its next turn) reuses that request's plan and only lays out
@@ -356,12 +356,11 @@ class Assembler:
             query_msg = Message.user(query)
             plan: _Plan | None = self._plans.get((memo[0], self.counter.message_tokens(query_msg)))
             if plan is not None:
-                chosen = budget or self.budget
+                chosen = self.budget if budget is None else as_budget(budget, self.model, base=self.budget)
                 prompt = self._finish(plan.st.copy(), list(tools), query_msg, chosen, plan.header_cost, plan)
                 self._results.put((memo[0], query), (prompt, plan.refs))
                 return prompt
-        _check_budget(budget)
-        budget = budget or self.budget
+        budget = self.budget if budget is None else as_budget(budget, self.model, base=self.budget)
         if not isinstance(query, str):
             raise InvalidInputError("query must be a string (the user's latest message)")
         reject_bare_string(tools, "assemble(tools=...)", "tools=[ToolSpec(...)]")
@@ -826,6 +825,9 @@ class Assembler:
         return reports
 
 
-def assemble(model: str = "gpt-4o", budget: Budget | None = None, **inputs: object) -> AssembledPrompt:
-    """One-shot :meth:`Assembler.assemble` (build an :class:`Assembler` to reuse caches across turns)."""
+def assemble(model: str = "gpt-4o", budget: Budget | int | None = None, **inputs: object) -> AssembledPrompt:
+    """One-shot :meth:`Assembler.assemble` (build an :class:`Assembler` to reuse caches across turns).
+
+    ``budget``: a :class:`~ctxkit.budget.Budget`, or an ``int``, the input limit in tokens.
+    """
     return Assembler(model, budget).assemble(**inputs)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ __all__ = [
     "LlamaIndexStylePipeline",
     "NaivePipeline",
     "Pipeline",
+    "assemble_task",
     "parse_pipeline",
     "render_documents",
 ]
@@ -67,12 +69,57 @@ class BuiltPrompt:
 
 @runtime_checkable
 class Pipeline(Protocol):
-    """A named configuration: ``build(task)`` makes the prompt; ``backend`` (optional) answers it."""
+    """A named configuration: ``assemble(task)`` makes the prompt; ``backend`` (optional) answers it.
+
+    ``assemble`` was called ``build`` before; a pipeline of your own that still defines only
+    ``build`` is run through it by :func:`assemble_task` (and :func:`~ctxkit.eval.run_eval`) with a
+    :class:`DeprecationWarning`.
+    """
 
     name: str
     backend: Any
 
-    def build(self, task: Task) -> BuiltPrompt: ...
+    def assemble(self, task: Task) -> BuiltPrompt: ...
+
+
+def _build_is_deprecated(owner: str) -> str:
+    return f"{owner}.build(task) is deprecated; it is now called assemble(task) (the Pipeline protocol)"
+
+
+class _DeprecatedBuild:
+    """The old spelling ``build(task)`` on ctxkit's pipelines: warns, then calls ``assemble``."""
+
+    def assemble(self, task: Task) -> BuiltPrompt:  # every subclass defines it
+        raise NotImplementedError
+
+    def build(self, task: Task) -> BuiltPrompt:
+        """Deprecated: use :meth:`assemble`."""
+        warnings.warn(_build_is_deprecated(type(self).__name__), DeprecationWarning, stacklevel=2)
+        return self.assemble(task)
+
+
+def assemble_task(pipeline: Any, task: Task) -> BuiltPrompt:
+    """``pipeline.assemble(task)``; for a pipeline that defines only the old ``build``, that with a warning.
+
+    Raises :class:`~ctxkit.errors.InvalidInputError` when the object has neither.
+    """
+    method = getattr(pipeline, "assemble", None)
+    if callable(method):
+        built: BuiltPrompt = method(task)
+        return built
+    old = getattr(pipeline, "build", None)
+    if callable(old):
+        warnings.warn(
+            _build_is_deprecated(type(pipeline).__name__) + ": rename the method to assemble",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        built = old(task)
+        return built
+    raise InvalidInputError(
+        f"{type(pipeline).__name__} is not a pipeline: it needs a name and an assemble(task) method "
+        "returning a BuiltPrompt (see ctxkit.eval.Pipeline)"
+    )
 
 
 def _block(doc_id: str, title: str, text: str) -> str:
@@ -92,8 +139,11 @@ def _user_message(context: str, question: str) -> Message:
 
 
 # --------------------------------------------------------------------------- ctxkit
-class CtxkitPipeline:
+class CtxkitPipeline(_DeprecatedBuild):
     """ctxkit: retrieve for ``budget_tokens`` through the retriever's public ``retrieve``, then assemble.
+
+    ``budget_tokens`` is the retrieved section's token budget (what ``retrieve`` packs), not the whole
+    prompt's; the prompt is assembled under ``Budget.for_model(model, output_reserve=256)``.
 
     ``retriever_factory`` builds an empty :class:`~ctxkit.retrieval.Retriever` per task
     (default: MiniLM embeddings with an on-disk cache, token counts in ``model``'s
@@ -149,7 +199,7 @@ class CtxkitPipeline:
             )
         return self._assembler
 
-    def build(self, task: Task) -> BuiltPrompt:
+    def assemble(self, task: Task) -> BuiltPrompt:
         t0 = time.perf_counter()
         chunks: list[Chunk] = []
         if task.documents:
@@ -176,7 +226,7 @@ class CtxkitPipeline:
 
 
 # --------------------------------------------------------------------------- compression as a stage
-class CompressedPipeline:
+class CompressedPipeline(_DeprecatedBuild):
     """Compression as a pipeline stage: the task's documents as one text, compressed, then answered.
 
     The documents (``title`` line, text; blank line between) are compressed together with the
@@ -217,7 +267,7 @@ class CompressedPipeline:
             self._compressor = TokenPruner()
         return self._compressor
 
-    def build(self, task: Task) -> BuiltPrompt:
+    def assemble(self, task: Task) -> BuiltPrompt:
         t0 = time.perf_counter()
         text = "\n\n".join(f"{d.title}\n{d.text.strip()}" if d.title else d.text.strip() for d in task.documents)
         meta: dict[str, Any] = {"compressed": bool(text.strip())}
@@ -239,7 +289,7 @@ class CompressedPipeline:
 
 
 # --------------------------------------------------------------------------- baselines
-class NaivePipeline:
+class NaivePipeline(_DeprecatedBuild):
     """The naive baseline: every document (or the ``top_k`` best by MiniLM), the whole history, a timestamp."""
 
     def __init__(
@@ -262,7 +312,7 @@ class NaivePipeline:
     def __repr__(self) -> str:
         return f"NaivePipeline(name={self.name!r}, top_k={self.top_k})"
 
-    def build(self, task: Task) -> BuiltPrompt:
+    def assemble(self, task: Task) -> BuiltPrompt:
         t0 = time.perf_counter()
         docs = list(task.documents)
         if self.top_k is not None and len(docs) > self.top_k:
@@ -278,7 +328,7 @@ class NaivePipeline:
         return BuiltPrompt(messages, context, time.perf_counter() - t0, {"documents": len(docs)})
 
 
-class LangChainStylePipeline:
+class LangChainStylePipeline(_DeprecatedBuild):
     """LangChain's usual RAG: ``InMemoryVectorStore`` (MiniLM) ``as_retriever(k=4)`` and ``trim_messages``."""
 
     def __init__(
@@ -296,7 +346,7 @@ class LangChainStylePipeline:
         self.system = system
         self.backend = backend
 
-    def build(self, task: Task) -> BuiltPrompt:
+    def assemble(self, task: Task) -> BuiltPrompt:
         from langchain_core.documents import Document as LCDocument
         from langchain_core.messages import trim_messages
         from langchain_core.vectorstores import InMemoryVectorStore
@@ -327,7 +377,7 @@ class LangChainStylePipeline:
         return BuiltPrompt(messages, context, time.perf_counter() - t0, {"documents": len(hits)})
 
 
-class LlamaIndexStylePipeline:
+class LlamaIndexStylePipeline(_DeprecatedBuild):
     """LlamaIndex's usual RAG: ``VectorStoreIndex`` over ``SentenceSplitter`` nodes, ``similarity_top_k=2``."""
 
     def __init__(
@@ -338,7 +388,7 @@ class LlamaIndexStylePipeline:
         self.system = system
         self.backend = backend
 
-    def build(self, task: Task) -> BuiltPrompt:
+    def assemble(self, task: Task) -> BuiltPrompt:
         from llama_index.core import Document as LIDocument
         from llama_index.core import VectorStoreIndex
 

@@ -29,7 +29,7 @@ from ctxkit.dispatch.backends.base import BaseBackend, Request, estimate_usage
 from ctxkit.dispatch.registry import get_backend
 from ctxkit.dispatch.result import Result
 from ctxkit.errors import CtxkitError, InvalidInputError
-from ctxkit.eval.pipelines import Pipeline
+from ctxkit.eval.pipelines import Pipeline, assemble_task
 from ctxkit.eval.report import build_report
 from ctxkit.eval.scorers import ContainsGold, ExactMatch, Scorer, TokenF1, get_scorer, normalize_answer
 from ctxkit.eval.tasks import Task
@@ -272,7 +272,7 @@ def run_eval(
 
 def _one(pipe: Pipeline, task: Task, backend: Any, label: str, scorer: Scorer, options: dict[str, Any]) -> CallRecord:
     chosen = get_scorer(task.scorer) if task.scorer else scorer
-    built = pipe.build(task)
+    built = assemble_task(pipe, task)
     answerer = getattr(pipe, "backend", None) or backend
     ev, recall, ans = evidence_stats(task, built.context)
     base: dict[str, Any] = {

@@ -20,7 +20,6 @@ from pydantic import ConfigDict, Field
 
 from ctxkit._model import CtxkitModel
 from ctxkit.assembly.packing import pack
-from ctxkit.budget import Budget
 from ctxkit.errors import InvalidInputError
 from ctxkit.tokenizers import Tokenizer, get_tokenizer
 
@@ -29,7 +28,6 @@ __all__ = [
     "PackReport",
     "PackedText",
     "pack_texts",
-    "resolve_budget",
     "result_metadata",
     "score_from_metadata",
 ]
@@ -51,17 +49,6 @@ def score_from_metadata(metadata: Mapping[str, Any], rank: int, keys: Sequence[s
         if math.isfinite(float(value)):
             return float(value)
     return 1.0 / (1.0 + rank)
-
-
-def resolve_budget(budget: Budget | int | None, model: str) -> int:
-    """A token capacity from a :class:`~ctxkit.budget.Budget` (its input limit), an int, or the model's default."""
-    if budget is None:
-        return Budget.for_model(model).input_limit
-    if isinstance(budget, Budget):
-        return budget.input_limit
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise InvalidInputError(f"budget must be a ctxkit Budget or an int >= 0 (tokens), got {budget!r}")
-    return budget
 
 
 class PackedText(CtxkitModel):

@@ -148,7 +148,11 @@ class CtxkitNodePostprocessor(BaseNodePostprocessor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    budget_tokens: int = Field(default=1024, ge=0)
+    budget_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description="token budget of the retrieved section (the nodes packed), not of the whole prompt",
+    )
     tokenizer: str = "gpt-4o"
     per_node_tokens: int = Field(default=0, ge=0)
     metadata_mode: MetadataMode = MetadataMode.LLM

@@ -11,7 +11,7 @@ Stages, each behind a small interface and swappable:
 * :class:`EvidencePacker` — the sentences of more candidates than fit, scored against the
   query and packed by value per token with their passage titles (the default packing);
 * :class:`Retriever` — documents in, scored :class:`~ctxkit.messages.Chunk` objects within a
-  token budget out (or a whole budgeted prompt with :meth:`Retriever.prompt`).
+  token budget out (or a whole budgeted prompt with :meth:`Retriever.assemble`).
 
 Importing this package is cheap: FAISS, bm25s, sentence-transformers, qdrant-client and
 tqdm are imported only when the class that needs them is first built.

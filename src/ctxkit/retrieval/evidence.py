@@ -269,7 +269,10 @@ class EvidencePacker:
         *,
         query_vector: npt.ArrayLike | None = None,
     ) -> EvidencePack:
-        """The best sentences of ``candidates`` (best first) for ``query`` within ``budget_tokens``."""
+        """The best sentences of ``candidates`` (best first) for ``query`` within ``budget_tokens``.
+
+        ``budget_tokens`` is the retrieved section's token budget (the blocks packed), not a whole prompt's.
+        """
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}")
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or budget_tokens < 0:

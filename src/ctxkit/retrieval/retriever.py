@@ -20,7 +20,7 @@ One request through :meth:`Retriever.retrieve`:
 The returned :class:`~ctxkit.messages.Chunk` objects carry the relevance score (cosine,
 or the RRF score when hybrid), the source span and ``metadata["tokens"]`` (the
 retriever tokenizer's count of the text), and go straight into
-:class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.prompt` does both).
+:class:`~ctxkit.assembly.Assembler` (:meth:`Retriever.assemble` does both).
 
 **Threads.** One lock guards the chunk store, the document map, the vector index and
 BM25 together: writes (:meth:`Retriever.add_documents`, :meth:`Retriever.add_chunks`,
@@ -41,6 +41,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +53,7 @@ from ctxkit import __version__
 from ctxkit._inputs import reject_bare_string
 from ctxkit.assembly import AssembledPrompt, Assembler
 from ctxkit.assembly.context import block_cost
-from ctxkit.budget import Budget
+from ctxkit.budget import Budget, as_budget
 from ctxkit.errors import InvalidInputError, StoreFormatError
 from ctxkit.messages import Chunk, Message
 from ctxkit.retrieval.chunking import Chunker, Document
@@ -395,8 +396,10 @@ class Retriever:
     ) -> list[Chunk]:
         """Scored chunks for ``query`` whose total cost fits ``budget_tokens`` (see the module docstring).
 
+        ``budget_tokens`` is the token budget of the retrieved section alone (the chunks' blocks), not
+        of a whole prompt; :meth:`assemble` takes the whole prompt's budget and works this out from it.
         Costs are counted by ``tokenizer`` (a spec, a model name or a tokenizer; default the
-        retriever's own), so ``budget_tokens`` is in that tokenizer's tokens: :meth:`prompt`
+        retriever's own), so ``budget_tokens`` is in that tokenizer's tokens: :meth:`assemble`
         passes the assembler's, whose model the prompt is for.
         """
         tok = self.tokenizer if tokenizer is None else get_tokenizer(tokenizer)
@@ -462,7 +465,7 @@ class Retriever:
         return packer.pack(query, cands, budget, query_vector=qv).chunks
 
     async def aretrieve(self, query: str, budget_tokens: int, **kw: Any) -> list[Chunk]:
-        """:meth:`retrieve` in a worker thread, for async callers."""
+        """:meth:`retrieve` in a worker thread, for async callers (``budget_tokens``: the retrieved section's)."""
         return await asyncio.to_thread(self.retrieve, query, budget_tokens, **kw)
 
     async def aadd_documents(self, documents: Iterable[DocumentLike], *, progress: bool = False) -> list[Chunk]:
@@ -471,13 +474,13 @@ class Retriever:
         docs = list(documents)
         return await asyncio.to_thread(self.add_documents, docs, progress=progress)
 
-    # ------------------------------------------------------------------ one call: prompt
-    def prompt(
+    # ------------------------------------------------------------------ one call: assemble
+    def assemble(
         self,
         query: str,
         *,
         model: str = "gpt-4o",
-        budget: Budget | None = None,
+        budget: Budget | int | None = None,
         assembler: Assembler | None = None,
         system: str | None = None,
         history: Sequence[Message] = (),
@@ -486,9 +489,14 @@ class Retriever:
         mode: SearchMode | None = None,
         packing: Packing | None = None,
     ) -> AssembledPrompt:
-        """Retrieve for what the budget leaves after the other sections, then assemble the prompt."""
+        """Retrieve for what the budget leaves after the other sections, then assemble the prompt.
+
+        ``budget`` is the whole prompt's: a :class:`~ctxkit.budget.Budget`, or an ``int``, the input
+        limit in tokens (see :func:`~ctxkit.budget.as_budget`); left out, the assembler's. The retrieved
+        section gets what the budget's ``retrieved`` cap and the other sections leave.
+        """
         asm = assembler or Assembler(model, budget)
-        bud = budget or asm.budget
+        bud = asm.budget if budget is None else as_budget(budget, asm.model, base=asm.budget)
         limit = bud.input_limit
         counter = asm.counter
         others = [Message.user(query), *history]
@@ -504,6 +512,15 @@ class Retriever:
             else []
         )
         return asm.assemble(query=query, system=system, history=history, memory=memory, chunks=chunks, budget=bud)
+
+    def prompt(self, query: str, **kwargs: Any) -> AssembledPrompt:
+        """Deprecated: the same as :meth:`assemble`, which it calls (the glossary's verb is *assemble*)."""
+        warnings.warn(
+            "Retriever.prompt() is deprecated; call Retriever.assemble() (same arguments, same result)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.assemble(query, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def _manifest(self, index: BaseVectorIndex) -> StoreManifest:

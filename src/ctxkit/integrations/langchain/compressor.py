@@ -29,7 +29,11 @@ class CtxkitCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    budget_tokens: int = Field(default=1024, ge=0)
+    budget_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description="token budget of the retrieved section (the documents packed), not of the whole prompt",
+    )
     tokenizer: str = "gpt-4o"
     per_document_tokens: int = Field(default=0, ge=0, description="tokens of the wrapper each document gets")
     score_keys: tuple[str, ...] = DEFAULT_SCORE_KEYS

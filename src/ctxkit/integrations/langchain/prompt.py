@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ctxkit.assembly.assembler import Assembler
 from ctxkit.assembly.prompt import AssembledPrompt
-from ctxkit.budget import Budget
+from ctxkit.budget import Budget, as_budget
 from ctxkit.errors import InvalidInputError
 from ctxkit.integrations._common import DEFAULT_SCORE_KEYS
 from ctxkit.integrations.langchain.convert import document_to_chunk, from_ctxkit_messages, to_ctxkit_message
@@ -43,6 +43,8 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
     the prefix stays byte-stable across turns. ``output``: ``"prompt_value"`` (an
     :class:`AssembledPromptValue`, which every chat model accepts), ``"messages"``
     (LangChain messages) or ``"assembled"`` (the :class:`ctxkit.AssembledPrompt`).
+    ``budget`` is the whole prompt's: a :class:`~ctxkit.budget.Budget`, or an ``int``, the input limit
+    in tokens under ``output_reserve`` (:func:`~ctxkit.budget.as_budget`); default the assembler's.
     """
 
     def __init__(
@@ -64,11 +66,10 @@ class CtxkitPrompt(Runnable[dict[str, Any], Any]):
     ) -> None:
         if output not in ("prompt_value", "messages", "assembled"):
             raise InvalidInputError(f"output must be 'prompt_value', 'messages' or 'assembled', not {output!r}")
-        if isinstance(budget, int) and not isinstance(budget, bool):
-            base = Budget.for_model(model, output_reserve=output_reserve)
-            budget = base.model_copy(update={"max_input_tokens": budget})
-        self.assembler = assembler or Assembler(model, budget if isinstance(budget, Budget) else None)
-        self.budget = budget if isinstance(budget, Budget) else self.assembler.budget
+        # an int is the input limit in tokens, under this prompt's output reserve
+        chosen = None if budget is None else as_budget(budget, model, output_reserve=output_reserve)
+        self.assembler = assembler or Assembler(model, chosen)
+        self.budget = chosen if chosen is not None else self.assembler.budget
         self.system = system
         self.query_key = query_key
         self.context_key = context_key

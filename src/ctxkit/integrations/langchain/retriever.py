@@ -27,7 +27,11 @@ class CtxkitRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     retriever: Any = Field(exclude=True, description="a ctxkit.retrieval.Retriever")
-    budget_tokens: int = Field(default=1024, ge=0)
+    budget_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description="token budget of the retrieved section (the documents packed), not of the whole prompt",
+    )
     k: int | None = Field(default=None, ge=1)
     mode: Literal["hybrid", "vector", "lexical"] | None = None
     filter: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from ctxkit._model_table import BUILTIN_ROWS
 from ctxkit.errors import InvalidInputError, UnknownNameError
 from ctxkit.tokenizers.base import Tokenizer
 
@@ -24,17 +25,12 @@ _lock = threading.RLock()
 _instances: dict[str, Tokenizer] = {}
 _factories: dict[str, Callable[[str], Tokenizer]] = {}
 
-#: tokenizer specs of the built-in models of :mod:`ctxkit.models` by exact name, so counting for
-#: ``gpt-4o`` does not import the model registry (and pydantic with it). Only consulted while
-#: ``ctxkit.models`` is not imported: until then nobody can have registered or replaced a model.
-#: ``tests/test_first_count.py`` checks it against the registry.
+#: tokenizer specs of the built-in OpenAI models by exact name, read from the model table
+#: (:mod:`ctxkit._model_table`, plain data), so counting for ``gpt-4o`` does not import the model
+#: registry (and pydantic with it). Only consulted while ``ctxkit.models`` is not imported: until then
+#: nobody can have registered or replaced a model. ``tests/test_first_count.py`` checks it against the registry.
 _BUILTIN_SPECS: dict[str, str] = {
-    **dict.fromkeys(
-        ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini"),
-        "tiktoken:o200k_base",
-    ),
-    **dict.fromkeys(("o1", "o1-mini", "o3", "o3-mini", "o4-mini"), "tiktoken:o200k_base"),
-    **dict.fromkeys(("gpt-4-turbo", "gpt-4", "gpt-3.5-turbo"), "tiktoken:cl100k_base"),
+    row.name: row.tokenizer for row in BUILTIN_ROWS if row.tokenizer.startswith("tiktoken:")
 }
 
 

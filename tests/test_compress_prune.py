@@ -248,3 +248,14 @@ def test_pruning_older_turns_of_a_real_chat(pruner: TokenPruner) -> None:
     assert report.tokens_after < report.tokens_before
     # the next call: the same older messages come out byte-identical
     assert policy.apply([*history, Message.user("and one more thing?")])[: len(history) - 4] == out[:-4]
+
+
+def test_coarse_to_fine_refuses_force_kinds_it_cannot_honour() -> None:
+    """Coarse to fine keeps the rate as a contract: asking it to force-keep numbers is an error, not ignored."""
+    with pytest.raises(InvalidInputError, match="strategy='tokens'"):
+        TokenPruner(force=("numbers",))
+    with pytest.raises(InvalidInputError, match="protected spans"):
+        TokenPruner(force=["quotes", "marked"])
+    assert TokenPruner(force=("marked",)).force == ("marked",)
+    assert TokenPruner(force=("numbers",), strategy="tokens").force == ("numbers",)
+    assert TokenPruner().force == TokenPruner(strategy="tokens").force

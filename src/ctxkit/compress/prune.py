@@ -174,12 +174,16 @@ def allocate_budget(
 class TokenPruner(BaseCompressor):
     """Built-in LLMLingua-style pruner over a llama.cpp scorer.
 
-    ``force`` names the kinds of spans always kept (any of ``numbers``, ``identifiers``,
-    ``code``, ``quotes``, ``marked``); ``keep_newlines`` keeps line structure;
+    ``force`` names the kinds of spans always kept by token pruning (``strategy="tokens"``: any of
+    ``numbers``, ``identifiers``, ``code``, ``quotes``, ``marked``; default: all). The coarse-to-fine
+    default keeps the rate as a contract and honours only ``marked`` spans and ``keep`` strings;
+    there numbers, names, quotes and identifiers are protected spans, kept whole or dropped whole,
+    and asking it to force-keep them raises :class:`~ctxkit.errors.InvalidInputError`
+    (``benchmarks/pruning.py`` reports the number retention of both). ``keep_newlines`` keeps line structure;
     ``tokenizer`` (a ctxkit tokenizer spec) is what the result's token counts use —
     by default the scorer's own vocabulary. ``question_weight`` scales the contrastive
-    term for question-aware pruning. Numbers and marked spans are kept even when they
-    alone exceed the target (the result's ``forced_tokens`` shows it); with
+    term for question-aware pruning. With ``strategy="tokens"``, numbers and marked spans are kept even
+    when they alone exceed the target (the result's ``forced_tokens`` shows it); with
     ``strict_rate=True`` they are taken first but the target rate always holds.
 
     ``strategy`` is ``"coarse-to-fine"`` (the default: whole sentences by question relevance
@@ -198,7 +202,7 @@ class TokenPruner(BaseCompressor):
         self,
         scorer: TokenScorer | None = None,
         *,
-        force: Collection[str] = FORCE_KINDS,
+        force: Collection[str] | None = None,
         keep_newlines: bool = True,
         tokenizer: Tokenizer | str | None = None,
         question_weight: float = 1.0,
@@ -220,6 +224,9 @@ class TokenPruner(BaseCompressor):
             raise InvalidInputError(
                 f"sentence_scorer must be a SentenceScorer (with score()), not {type(sentence_scorer).__name__}"
             )
+        explicit = force is not None
+        if force is None:
+            force = FORCE_KINDS
         if isinstance(force, str):
             force = (force,)
         if not isinstance(force, Iterable) or not all(isinstance(k, str) for k in force):
@@ -233,6 +240,14 @@ class TokenPruner(BaseCompressor):
         unknown = set(force) - set(FORCE_KINDS)
         if unknown:
             raise InvalidInputError(f"unknown force-keep kinds {sorted(unknown)}; choose from {list(FORCE_KINDS)}")
+        token_only = sorted(set(force) - {"marked"})
+        if explicit and strategy == "coarse-to-fine" and token_only:
+            raise InvalidInputError(
+                f"force={token_only} applies to strategy='tokens' only: coarse to fine keeps the rate as a contract, "
+                "and numbers, names, quotes and identifiers are protected spans there (kept whole or dropped whole "
+                "with what they belong to). Pass strategy='tokens' to force-keep them, keep=[...] for literal "
+                "strings, or <keep>...</keep> marks with force=['marked']"
+            )
         self._scorer = scorer
         self.force = tuple(force)
         self.keep_newlines = keep_newlines

@@ -7,6 +7,7 @@ with a float64 log-softmax.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,75 @@ def test_convert_gguf_is_cached_and_atomic(tmp_path: Path) -> None:
     with pytest.raises(ResourceError, match="could not convert"):
         convert_gguf(broken, "f16", out=tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists() and not list(tmp_path.glob(".convert-*"))
+
+
+# ---------------------------------------------------------------------- the PyTorch engine
+@pytest.fixture(scope="module")
+def torch_scorer():  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch")
+    from ctxkit.compress import TorchScorer
+
+    return TorchScorer(dtype="float32", cache_size=0)
+
+
+@pytest.mark.model
+def test_torch_engine_gives_the_same_tokens_and_scores(scorer: LlamaCppScorer, torch_scorer) -> None:  # type: ignore[no-untyped-def]
+    """Same vocabulary (the GGUF file's), same offsets; the scores agree with llama.cpp's up to 16-bit rounding."""
+    for context in ("", QUESTION):
+        a = scorer.score(TEXT, context=context)
+        b = torch_scorer.score(TEXT, context=context)
+        assert torch_scorer.count(TEXT) == scorer.count(TEXT)
+        assert np.array_equal(a.byte_starts, b.byte_starts)
+        assert np.corrcoef(a.self_info, b.self_info)[0, 1] > 0.99
+        assert np.median(np.abs(a.self_info - b.self_info)) < 0.1
+    # and against the independent float64 reference on the 4-bit weights, as the llama.cpp engine is held
+    ids = torch_scorer.tokenize(TEXT)
+    ref = reference_self_info(scorer.llama.model_path, [scorer.llama.token_bos()], ids, n_batch=64)
+    assert np.corrcoef(ref, torch_scorer.score(TEXT).self_info)[0, 1] > 0.99
+    scorer.clear_cache()
+
+
+@pytest.mark.model
+def test_torch_engine_windows_long_texts_like_llama_cpp(torch_scorer) -> None:  # type: ignore[no-untyped-def]
+    from ctxkit.compress import TorchScorer
+
+    small = TorchScorer(dtype="float32", n_ctx=64, cache_size=0)
+    small.model = torch_scorer.model  # share the weights; only the window differs
+    long = small.score(TEXT)
+    whole = torch_scorer.score(TEXT)
+    assert len(long.self_info) == len(whole.self_info) == torch_scorer.count(TEXT)
+    assert np.isfinite(long.self_info).all()
+    assert np.array_equal(long.byte_starts, whole.byte_starts)
+
+
+def test_engine_choice_is_overridden_by_the_environment_and_refuses_unknown_values(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ctxkit.compress.scorer import ENGINE_ENV, choose_engine
+
+    monkeypatch.setenv(ENGINE_ENV, "torch")
+    assert choose_engine()[0] == "torch"
+    monkeypatch.setenv(ENGINE_ENV, "llama.cpp")
+    assert choose_engine() == ("llama.cpp", f"{ENGINE_ENV}=llama.cpp")
+    monkeypatch.setenv(ENGINE_ENV, "gpu")
+    with pytest.raises(InvalidInputError, match=r"llama\.cpp', 'torch' or 'auto'"):
+        choose_engine()
+
+
+@pytest.mark.model
+def test_engine_choice_is_measured_once_then_read_from_the_cache(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ctxkit.compress.scorer as mod
+
+    monkeypatch.delenv(mod.ENGINE_ENV, raising=False)
+    monkeypatch.setattr(mod, "user_cache_dir", lambda: tmp_path)
+    engine, reason = mod.choose_engine()
+    assert engine in ("llama.cpp", "torch")
+    assert "llama.cpp" in reason and "torch" in reason and "ms" in reason  # both were timed
+    cached = json.loads((tmp_path / "scorer-engine.json").read_text())
+    assert [v["engine"] for v in cached.values()] == [engine]
+
+    def no_measuring(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("a cached choice must not build scorers")
+
+    monkeypatch.setattr(mod, "LlamaCppScorer", no_measuring)
+    monkeypatch.setattr(mod, "TorchScorer", no_measuring)
+    again, why = mod.choose_engine()
+    assert again == engine and why.startswith("cached measurement")

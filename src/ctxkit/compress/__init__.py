@@ -22,7 +22,7 @@ from ctxkit.compress.history import (
 from ctxkit.compress.lingua import LLMLinguaCompressor, convert_gguf_to_hf, user_cache_dir
 from ctxkit.compress.prune import PrunedSections, Section, TokenPruner, allocate_budget, join_units, select_units
 from ctxkit.compress.relevance import COMPRESSION_WEIGHTS, RelevanceWeights, ScoredPassage, SentenceScorer
-from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, default_scorer
+from ctxkit.compress.scorer import LlamaCppScorer, TokenScorer, TokenScores, TorchScorer, default_scorer
 from ctxkit.compress.sentences import SentenceFilter, split_sentences
 from ctxkit.compress.spans import FORCE_KINDS, force_spans, protected_spans, strip_keep_tags
 from ctxkit.compress.summarize import (
@@ -68,6 +68,7 @@ __all__ = [
     "TokenScorer",
     "TokenScores",
     "TokenWindow",
+    "TorchScorer",
     "TrimPipeline",
     "TrimReport",
     "TruncateToolOutputs",

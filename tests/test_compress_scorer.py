@@ -231,3 +231,15 @@ def test_engine_choice_is_measured_once_then_read_from_the_cache(monkeypatch, tm
     monkeypatch.setattr(mod, "TorchScorer", no_measuring)
     again, why = mod.choose_engine()
     assert again == engine and why.startswith("cached measurement")
+
+
+@pytest.mark.model
+def test_a_closed_torch_scorer_says_so() -> None:
+    pytest.importorskip("torch")
+    from ctxkit.compress import TorchScorer
+
+    s = TorchScorer(cache_size=0)
+    s.close()
+    s.close()  # twice is fine
+    with pytest.raises(ResourceError, match="closed"):
+        s.score("any text")

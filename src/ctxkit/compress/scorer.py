@@ -23,6 +23,7 @@ import os
 import platform
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
@@ -326,6 +327,8 @@ class TorchScorer(_WindowedScorer):
         self._vocab, local = load_llama(
             model_path, weights="as-is", vocab_only=True, feature="token scoring", extra="compress"
         )
+        # free llama.cpp's vocabulary with this scorer, or at exit before the interpreter tears down
+        self._finalizer = weakref.finalize(self, self._vocab.close)
         folder = convert_gguf_to_hf(local.path)
         if dtype == "auto":
             dtype = "bfloat16" if _native_bf16() else "float32"
@@ -341,11 +344,18 @@ class TorchScorer(_WindowedScorer):
         self._lock = threading.Lock()
         self._cache = LRUCache(cache_size)
 
+    def close(self) -> None:
+        """Free the llama.cpp vocabulary now (the PyTorch weights go with the object)."""
+        self._finalizer()
+        self._cache.clear()
+
     def __repr__(self) -> str:
         return f"TorchScorer({self._name!r}, n_ctx={self.n_ctx})"
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain text (no BOS), from the GGUF file's vocabulary."""
+        if not self._finalizer.alive:
+            raise ResourceError("this TorchScorer was closed; create a new one")
         if not text:
             return []
         return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))

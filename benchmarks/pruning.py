@@ -227,8 +227,8 @@ def main(argv: list[str]) -> dict[str, object]:
 
     return {
         "model": (
-            "SmolLM2-135M-Instruct (ctxkit: llama.cpp on the shipped Q4_1 GGUF converted to 16-bit; "
-            "llmlingua: the same weights dequantized to a Hugging Face folder)"
+            f"SmolLM2-135M-Instruct (ctxkit: {ours.scorer.name}, the engine the default scorer measured as faster "
+            "on this host; llmlingua: the same weights dequantized to a Hugging Face folder)"
         ),
         "data": {
             "texts": f"{n_text} GSM8K 4-shot prompts + {n_text} ShareGPT chats",

@@ -320,7 +320,7 @@ class TorchScorer(_WindowedScorer):
         if n_ctx < 8:
             raise InvalidInputError(f"n_ctx must be >= 8, got {n_ctx}")
         self._torch = require("torch", feature="token scoring with PyTorch", extra="compress")
-        transformers = require("transformers", feature="token scoring with PyTorch", extra="compress")
+        self._transformers = require("transformers", feature="token scoring with PyTorch", extra="compress")
         # lazy: ctxkit.compress.lingua is the LLMLingua adapter; only this engine needs its converter
         from ctxkit.compress.lingua import convert_gguf_to_hf
 
@@ -329,20 +329,31 @@ class TorchScorer(_WindowedScorer):
         )
         # free llama.cpp's vocabulary with this scorer, or at exit before the interpreter tears down
         self._finalizer = weakref.finalize(self, self._vocab.close)
-        folder = convert_gguf_to_hf(local.path)
+        self._folder = convert_gguf_to_hf(local.path)
         if dtype == "auto":
             dtype = "bfloat16" if _native_bf16() else "float32"
         if n_threads:
-            self._torch.set_num_threads(n_threads)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=getattr(self._torch, dtype)
-        ).eval()
+            self._torch.set_num_threads(n_threads)  # torch's setting is per process
+        self._model: Any = None  # the weights load on the first scoring: counting needs only the vocabulary
         self.dtype = dtype
         self.n_ctx = n_ctx
         self._bos = int(self._vocab.token_bos())
         self._name = f"torch:{local.path.name}[{dtype}]"
         self._lock = threading.Lock()
         self._cache = LRUCache(cache_size)
+
+    @property
+    def model(self) -> Any:
+        """The PyTorch model (loaded on first use)."""
+        if self._model is None:
+            self._model = self._transformers.AutoModelForCausalLM.from_pretrained(
+                str(self._folder), dtype=getattr(self._torch, self.dtype)
+            ).eval()
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
 
     def close(self) -> None:
         """Free the llama.cpp vocabulary now (the PyTorch weights go with the object)."""

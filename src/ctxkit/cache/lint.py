@@ -340,6 +340,24 @@ def _tool_findings(
     cls = resolve_stability(stability).get("tools", Stability.STATIC)
     if cls == Stability.TURN:
         return out
+
+    def finding(
+        *, kind: str, severity: Severity, field: str, token_position: int, text: str, advice: str
+    ) -> LintFinding:
+        """A finding on a whole field of the tools section (no character span; ``text`` cut to 80 characters)."""
+        return LintFinding(
+            kind=kind,
+            severity=severity,
+            section="tools",
+            stability=cls,
+            field=field,
+            start=-1,
+            end=-1,
+            token_position=token_position,
+            text=text[:80],
+            advice=advice,
+        )
+
     tool_start = {s.source_index: s.start for s in segs if s.kind == "tool"}
     names = [t.name for t in prompt.tools]
     if previous is not None and previous.tools:
@@ -347,16 +365,12 @@ def _tool_findings(
         if sorted(before) == sorted(names) and before != names:
             first = next(i for i, (x, y) in enumerate(zip(before, names, strict=True)) if x != y)
             out.append(
-                LintFinding(
+                finding(
                     kind="tool_order",
                     severity="error",
-                    section="tools",
-                    stability=cls,
                     field=f"tools[{first}]",
-                    start=-1,
-                    end=-1,
                     token_position=tool_start.get(first, 0),
-                    text=f"{before} -> {names}"[:80],
+                    text=f"{before} -> {names}",
                     advice="the same tools in a different order: every token from here on is a cache miss; "
                     "pass tools through ctxkit.cache.canonical_tools() to fix the order",
                 )
@@ -367,32 +381,24 @@ def _tool_findings(
                 (i for i, (x, y) in enumerate(zip(before, names, strict=False)) if x != y), min(len(before), len(names))
             )
             out.append(
-                LintFinding(
+                finding(
                     kind="tools_changed",
                     severity="warning",
-                    section="tools",
-                    stability=cls,
                     field=f"tools[{first}]",
-                    start=-1,
-                    end=-1,
                     token_position=tool_start.get(first, 0),
-                    text=f"added/removed: {changed}"[:80],
+                    text=f"added/removed: {changed}",
                     advice="the tool set changed since the previous call; the whole prefix after it is re-processed. "
                     "Keep one stable tool set per session (disable tools in the prompt instead of removing them)",
                 )
             )
     elif names != sorted(names):
         out.append(
-            LintFinding(
+            finding(
                 kind="tool_order",
                 severity="info",
-                section="tools",
-                stability=cls,
                 field="tools",
-                start=-1,
-                end=-1,
                 token_position=0,
-                text=str(names)[:80],
+                text=str(names),
                 advice="tools are not in a canonical order; if the application builds the list from plugins, "
                 "dicts or sets the order can change between calls — use ctxkit.cache.canonical_tools()",
             )
@@ -403,16 +409,12 @@ def _tool_findings(
             o = old.get(t.name)
             if o is not None and o.parameters == t.parameters and wire_json(o.parameters) != wire_json(t.parameters):
                 out.append(
-                    LintFinding(
+                    finding(
                         kind="json_key_order",
                         severity="error",
-                        section="tools",
-                        stability=cls,
                         field=f"tools[{i}].parameters",
-                        start=-1,
-                        end=-1,
                         token_position=tool_start.get(i, 0),
-                        text=t.name[:80],
+                        text=t.name,
                         advice="the same JSON schema serialized with its keys in another order than in the previous "
                         "call: a cache miss from here on — use ctxkit.cache.canonical_tools()",
                     )

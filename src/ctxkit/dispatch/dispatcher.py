@@ -303,6 +303,11 @@ class Dispatcher:
             return self._cache(prompt, options, result)
         return await asyncio.to_thread(self._cache, prompt, options, result)
 
+    def _attempts(self, request: Request) -> tuple[Request, RouteDecision, _Attempts]:
+        """The routed request, its route and the attempt loop over its backends (shared by the four calls)."""
+        request, decision, names = self._prepare(request, {})
+        return request, decision, _Attempts(self, request, names)
+
     @staticmethod
     def _hit_events(hit: Result) -> list[StreamEvent]:
         return [StreamEvent(kind="text", text=hit.text), StreamEvent(kind="done", result=hit)]
@@ -315,8 +320,7 @@ class Dispatcher:
         request, hit = self._cache(prompt, options)
         if hit is not None:
             return hit
-        request, decision, names = self._prepare(request, {})
-        attempts = _Attempts(self, request, names)
+        request, decision, attempts = self._attempts(request)
         while (a := attempts.next()) is not None:
             try:
                 with self._hold(a.request, a.backend) as hold:
@@ -339,8 +343,7 @@ class Dispatcher:
         if hit is not None:
             yield from self._hit_events(hit)
             return
-        request, decision, names = self._prepare(request, {})
-        attempts = _Attempts(self, request, names)
+        request, decision, attempts = self._attempts(request)
         while (a := attempts.next()) is not None:
             started = False
             try:
@@ -368,8 +371,7 @@ class Dispatcher:
         request, hit = await self._acache(prompt, options)
         if hit is not None:
             return hit
-        request, decision, names = self._prepare(request, {})
-        attempts = _Attempts(self, request, names)
+        request, decision, attempts = self._attempts(request)
         while (a := attempts.next()) is not None:
             try:
                 async with self._hold(a.request, a.backend) as hold:
@@ -393,8 +395,7 @@ class Dispatcher:
             for cached in self._hit_events(hit):
                 yield cached
             return
-        request, decision, names = self._prepare(request, {})
-        attempts = _Attempts(self, request, names)
+        request, decision, attempts = self._attempts(request)
         while (a := attempts.next()) is not None:
             started = False
             try:

@@ -246,6 +246,25 @@ _POLAR = _by_word(
     }
 )
 
+# auxiliary verbs: a yes/no question starts with one (_STARTERS), a negation contracts onto one (_AUX)
+_AUX_VERBS = (
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "could",
+    "would",
+    "should",
+    "has",
+    "have",
+    "had",
+    "must",
+    "might",
+)
+
 # capitalized words that start questions and requests, and discourse words: not names
 _STARTERS = frozenset(
     [
@@ -258,25 +277,11 @@ _STARTERS = frozenset(
         "where",
         "why",
         "how",
-        "is",
-        "are",
-        "was",
-        "were",
-        "do",
-        "does",
-        "did",
+        *_AUX_VERBS,
         "can",
-        "could",
-        "would",
         "will",
-        "should",
         "shall",
         "may",
-        "might",
-        "must",
-        "has",
-        "have",
-        "had",
         "tell",
         "please",
         "name",
@@ -479,25 +484,4 @@ class SemanticGuard:
         return self.features(a).mismatch(self.features(b))
 
 
-_AUX = frozenset(
-    [
-        "is",
-        "are",
-        "was",
-        "were",
-        "do",
-        "does",
-        "did",
-        "ca",
-        "could",
-        "wo",
-        "would",
-        "should",
-        "has",
-        "have",
-        "had",
-        "must",
-        "need",
-        "might",
-    ]
-)
+_AUX = frozenset([*_AUX_VERBS, "ca", "wo", "need"])  # and the stems before a negation's 'nt'

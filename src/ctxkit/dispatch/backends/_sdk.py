@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ctxkit.dispatch.backends.base import BaseBackend, Request
@@ -56,6 +57,14 @@ class SDKBackend(BaseBackend):
     def _map_error(self, exc: Exception) -> Exception:
         """Map an SDK exception onto ctxkit's tree (other errors pass through unchanged)."""
 
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """Raise an exception from the block as :meth:`_map_error` maps it (the SDK call's error handling)."""
+        try:
+            yield
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+
     def _sync_client(self, face: str) -> Any:
         if self.client is None:
             raise BackendHTTPError(
@@ -66,33 +75,27 @@ class SDKBackend(BaseBackend):
     def _generate(self, request: Request) -> Result:
         client = self._sync_client("agenerate")
         start = time.perf_counter()
-        try:
+        with self._mapped_errors():
             resp = self._create(client, request, stream=False)
-        except Exception as exc:
-            raise self._map_error(exc) from exc
         return self._result(resp.model_dump(), start)
 
     async def _agenerate(self, request: Request) -> Result:
         if self.async_client is None:
             return await super()._agenerate(request)
         start = time.perf_counter()
-        try:
+        with self._mapped_errors():
             resp = await self._create(self.async_client, request, stream=False)
-        except Exception as exc:
-            raise self._map_error(exc) from exc
         return self._result(resp.model_dump(), start)
 
     def _stream(self, request: Request) -> Iterator[StreamEvent]:
         client = self._sync_client("astream")
         start = time.perf_counter()
         acc = self._accumulator()
-        try:
+        with self._mapped_errors():
             for chunk in self._create(client, request, stream=True):
                 event = acc.add(chunk.model_dump(), start)
                 if event is not None:
                     yield event
-        except Exception as exc:
-            raise self._map_error(exc) from exc
         yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))
 
     async def _astream(self, request: Request) -> AsyncIterator[StreamEvent]:
@@ -102,12 +105,10 @@ class SDKBackend(BaseBackend):
             return
         start = time.perf_counter()
         acc = self._accumulator()
-        try:
+        with self._mapped_errors():
             stream = await self._create(self.async_client, request, stream=True)
             async for chunk in stream:
                 event = acc.add(chunk.model_dump(), start)
                 if event is not None:
                     yield event
-        except Exception as exc:
-            raise self._map_error(exc) from exc
         yield StreamEvent(kind="done", result=self._result(acc.final(), start, acc.ttft, request))

@@ -346,8 +346,11 @@ class TorchScorer(_WindowedScorer):
     def model(self) -> Any:
         """The PyTorch model (loaded on first use)."""
         if self._model is None:
+            # transformers renamed ``torch_dtype`` to ``dtype`` in 4.56; the extra allows >= 4.44
+            major, minor = (int(x) for x in self._transformers.__version__.split(".")[:2])
+            key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
             self._model = self._transformers.AutoModelForCausalLM.from_pretrained(
-                str(self._folder), dtype=getattr(self._torch, self.dtype)
+                str(self._folder), **{key: getattr(self._torch, self.dtype)}
             ).eval()
         return self._model
 

@@ -243,3 +243,20 @@ def test_a_closed_torch_scorer_says_so() -> None:
     s.close()  # twice is fine
     with pytest.raises(ResourceError, match="closed"):
         s.score("any text")
+
+
+@pytest.mark.model
+def test_engine_choice_falls_back_to_llama_cpp_when_torch_cannot_load(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ctxkit.compress.scorer as mod
+
+    monkeypatch.delenv(mod.ENGINE_ENV, raising=False)
+    monkeypatch.setattr(mod, "user_cache_dir", lambda: tmp_path)
+
+    def broken(*a, **k):  # type: ignore[no-untyped-def]
+        raise ResourceError("could not convert SmolLM2 to a Hugging Face folder: disk full")
+
+    monkeypatch.setattr(mod, "TorchScorer", broken)
+    engine, reason = mod.choose_engine()
+    assert engine == "llama.cpp"
+    assert "PyTorch engine could not load" in reason
+    assert not (tmp_path / "scorer-engine.json").exists()  # a failure is not remembered

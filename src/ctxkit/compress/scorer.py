@@ -450,7 +450,14 @@ def choose_engine(*, remeasure: bool = False) -> tuple[Literal["llama.cpp", "tor
         return "llama.cpp", "torch or transformers is not installed"
     times: dict[str, float] = {}
     for label, make in (("llama.cpp", LlamaCppScorer), ("torch", TorchScorer)):
-        scorer = make()
+        try:
+            scorer = make()
+        except (ResourceError, OSError, RuntimeError, ValueError) as exc:
+            if label == "llama.cpp":
+                raise
+            # not cached: a conversion that failed once (a full disk, say) may work next time
+            logger.warning("the PyTorch scoring engine is not usable here (%s); using llama.cpp", exc)
+            return "llama.cpp", f"the PyTorch engine could not load: {type(exc).__name__}"
         scorer.score(_PROBE_TEXT[:200])
         best = float("inf")
         for _ in range(3):
@@ -459,8 +466,7 @@ def choose_engine(*, remeasure: bool = False) -> tuple[Literal["llama.cpp", "tor
             scorer.score(_PROBE_TEXT)
             best = min(best, time.perf_counter() - t0)
         times[label] = best
-        if isinstance(scorer, LlamaCppScorer):
-            scorer.close()
+        scorer.close()
     engine: Literal["llama.cpp", "torch"] = "torch" if times["torch"] < times["llama.cpp"] else "llama.cpp"
     reason = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()) + f" per {len(_PROBE_TEXT)} characters"
     entries[key] = {"engine": engine, "reason": reason}

@@ -214,10 +214,11 @@ def test_engine_choice_is_overridden_by_the_environment_and_refuses_unknown_valu
 
 @pytest.mark.model
 def test_engine_choice_is_measured_once_then_read_from_the_cache(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ctxkit._host as host
     import ctxkit.compress.scorer as mod
 
     monkeypatch.delenv(mod.ENGINE_ENV, raising=False)
-    monkeypatch.setattr(mod, "user_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(host, "user_cache_dir", lambda: tmp_path)
     engine, reason = mod.choose_engine()
     assert engine in ("llama.cpp", "torch")
     assert "llama.cpp" in reason and "torch" in reason and "ms" in reason  # both were timed
@@ -247,10 +248,11 @@ def test_a_closed_torch_scorer_says_so() -> None:
 
 @pytest.mark.model
 def test_engine_choice_falls_back_to_llama_cpp_when_torch_cannot_load(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ctxkit._host as host
     import ctxkit.compress.scorer as mod
 
     monkeypatch.delenv(mod.ENGINE_ENV, raising=False)
-    monkeypatch.setattr(mod, "user_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(host, "user_cache_dir", lambda: tmp_path)
 
     def broken(*a, **k):  # type: ignore[no-untyped-def]
         raise ResourceError("could not convert SmolLM2 to a Hugging Face folder: disk full")

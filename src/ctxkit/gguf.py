@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -44,9 +43,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from ctxkit._host import cpu_identity, read_verdicts, remember_verdict
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
-from ctxkit.paths import atomic_write, user_cache_dir
+from ctxkit.paths import user_cache_dir
 from ctxkit.tokenizers._gguf import default_gguf_path
 
 __all__ = [
@@ -258,21 +258,6 @@ _probe_lock = threading.Lock()
 _logged: set[str] = set()
 
 
-def _cpu_identity() -> str:
-    """The CPU model and feature flags (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"{platform.machine()}|{platform.processor()}"
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        name = name.strip()
-        if name in ("model name", "flags", "Features", "CPU implementer", "CPU part") and name not in fields:
-            fields[name] = " ".join(sorted(value.split())) if name in ("flags", "Features") else value.strip()
-    return f"{platform.machine()}|" + "|".join(f"{k}={v}" for k, v in sorted(fields.items()))
-
-
 def _tensor_types(path: Path) -> list[str]:
     """The weight types a GGUF file holds (``F32``, ``Q4_K``, ...), read from its header."""
     gguf = require("gguf", feature="GGUF inspection", extra="local", package="gguf")
@@ -288,23 +273,11 @@ def _probe_key(path: Path) -> tuple[str, dict[str, Any]]:
     key = {
         "llama_cpp": str(getattr(llama_cpp, "__version__", "?")),
         "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
-        "cpu": _cpu_identity(),
+        "cpu": cpu_identity(),
         "tensor_types": _tensor_types(path),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     return digest, key
-
-
-def _cache_path() -> Path:
-    return user_cache_dir() / _CACHE_FILE
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _probe(command: Sequence[str], timeout_s: float) -> tuple[bool | None, str]:
@@ -366,21 +339,15 @@ def extra_bufts_decision(
         raise ResourceError(f"no GGUF model file at {str(path)!r}; pass the path of a .gguf model")
     digest, key = _probe_key(path)
     with _probe_lock:
-        cached = _read_cache().get(digest)
+        cached = read_verdicts(_CACHE_FILE).get(digest)
         if isinstance(cached, dict) and isinstance(cached.get("enabled"), bool):
             return _logged_once(ExtraBuftsDecision(cached["enabled"], "cache", str(cached.get("reason", ""))), digest)
         command = probe_command or [sys.executable, "-c", _PROBE_CODE, str(path), str(min(default_threads(), 4))]
         verdict, reason = _probe(command, timeout_s)
         decision = ExtraBuftsDecision(bool(verdict), "probe", reason)
         if verdict is not None:
-            entries = _read_cache()
-            entries[digest] = {"enabled": verdict, "reason": reason, "key": key}
-            try:
-                _cache_path().parent.mkdir(parents=True, exist_ok=True)
-                with atomic_write(_cache_path()) as f:
-                    f.write(json.dumps(entries, indent=1, sort_keys=True).encode())
-            except OSError as exc:  # a read-only cache directory only costs a probe per process
-                logger.warning("could not cache the llama.cpp probe verdict: %s", exc)
+            entry = {"enabled": verdict, "reason": reason, "key": key}
+            remember_verdict(_CACHE_FILE, digest, entry, what="the llama.cpp probe verdict")
     return _logged_once(decision, digest)
 
 

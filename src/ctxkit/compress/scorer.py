@@ -17,10 +17,8 @@ does not run the model again.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
-import platform
 import threading
 import time
 import weakref
@@ -32,11 +30,11 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._host import cpu_identity, native_bf16, read_verdicts, remember_verdict
 from ctxkit._lru import LRUCache
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.gguf import WeightType, default_threads, load_llama
-from ctxkit.paths import atomic_write, user_cache_dir
 
 __all__ = ["LlamaCppScorer", "TokenScorer", "TokenScores", "TorchScorer", "choose_engine", "default_scorer"]
 
@@ -331,7 +329,7 @@ class TorchScorer(_WindowedScorer):
         self._finalizer = weakref.finalize(self, self._vocab.close)
         self._folder = convert_gguf_to_hf(local.path)
         if dtype == "auto":
-            dtype = "bfloat16" if _native_bf16() else "float32"
+            dtype = "bfloat16" if native_bf16() else "float32"
         if n_threads:
             self._torch.set_num_threads(n_threads)  # torch's setting is per process
         self._model: Any = None  # the weights load on the first scoring: counting needs only the vocabulary
@@ -389,16 +387,6 @@ class TorchScorer(_WindowedScorer):
         return out
 
 
-def _native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX512-BF16), from /proc/cpuinfo."""
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = set(info.split())
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 ScorerEngine = Literal["auto", "llama.cpp", "torch"]
 ENGINE_ENV = "CTXKIT_SCORER_ENGINE"
 _ENGINE_CACHE = "scorer-engine.json"
@@ -409,14 +397,7 @@ _PROBE_TEXT = (
 
 
 def _engine_key() -> str:
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
-        flags = model + " " + ("amx" if "amx_bf16" in info else "") + ("bf16" if "avx512_bf16" in info else "")
-    except OSError:
-        pass
-    return f"{platform.machine()}|{flags}|{default_threads()}"
+    return f"{cpu_identity()}|threads={default_threads()}"
 
 
 def choose_engine(*, remeasure: bool = False) -> tuple[Literal["llama.cpp", "torch"], str]:
@@ -433,14 +414,8 @@ def choose_engine(*, remeasure: bool = False) -> tuple[Literal["llama.cpp", "tor
         return ("torch" if env == "torch" else "llama.cpp"), f"{ENGINE_ENV}={env}"
     if env not in ("", "auto"):
         raise InvalidInputError(f"{ENGINE_ENV}={env!r} is not understood; set it to 'llama.cpp', 'torch' or 'auto'")
-    path = user_cache_dir() / _ENGINE_CACHE
     key = _engine_key()
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        entries = {}
-    entries = entries if isinstance(entries, dict) else {}
-    hit = entries.get(key)
+    hit = read_verdicts(_ENGINE_CACHE).get(key)
     if not remeasure and isinstance(hit, dict) and hit.get("engine") in ("llama.cpp", "torch"):
         return hit["engine"], f"cached measurement: {hit.get('reason', '')}"
     try:
@@ -469,13 +444,7 @@ def choose_engine(*, remeasure: bool = False) -> tuple[Literal["llama.cpp", "tor
         scorer.close()
     engine: Literal["llama.cpp", "torch"] = "torch" if times["torch"] < times["llama.cpp"] else "llama.cpp"
     reason = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()) + f" per {len(_PROBE_TEXT)} characters"
-    entries[key] = {"engine": engine, "reason": reason}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            f.write(json.dumps(entries, indent=1, sort_keys=True).encode())
-    except OSError as exc:  # a read-only cache directory only costs a measurement per process
-        logger.warning("could not cache the scorer engine choice: %s", exc)
+    remember_verdict(_ENGINE_CACHE, key, {"engine": engine, "reason": reason}, what="the scorer engine choice")
     return engine, reason
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ctxkit._host import native_bf16
 from ctxkit._optional import require
 from ctxkit.errors import InvalidInputError, ResourceError
 from ctxkit.paths import fsync_dir, user_cache_dir
@@ -186,15 +187,6 @@ def export_onnx(
     return target
 
 
-def _native_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16), from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def _max_seq_length(folder: Path, default: int = 256) -> int:
     cfg = folder / "sentence_bert_config.json"
     if cfg.is_file():
@@ -282,7 +274,7 @@ class OnnxEmbedder(BaseEmbedder):
             core = ov.Core()
             if precision == "auto":
                 caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-                precision = "bf16" if "BF16" in caps and _native_bf16() else "f32"
+                precision = "bf16" if "BF16" in caps and native_bf16() else "f32"
             self.precision = precision
             try:
                 compiled = core.compile_model(
@@ -441,7 +433,7 @@ def default_fast_backend() -> Backend:
 
     if importlib.util.find_spec("openvino") is None:
         return "onnx"
-    return "openvino" if _native_bf16() else "onnx"
+    return "openvino" if native_bf16() else "onnx"
 
 
 def make_embedder(

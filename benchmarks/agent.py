@@ -14,7 +14,12 @@ policy: a small local model does not plan a 60-step loop reliably, and the compa
 trajectory); the tools really run over the essay files, and the three policies really run as LangChain
 v1 middleware inside ``create_agent``. The *answer* to each task is produced live by the local model
 (Qwen2.5-Coder-0.5B-Instruct, 16-bit weights, ``n_ctx=--window``) from the exact request each policy
-sends, so task success is real. A request longer than the window cannot be sent: it counts in
+sends, so task success is real. By default (``--answer-with=tool``) the answer step is a tool-calling turn forced
+to an ``answer(file)`` tool offered beside the others, the structured-output pattern of LangChain's
+``ToolStrategy``: with a free-text reply (``--answer-with=text``) Qwen2.5-Coder-0.5B imitates the tool
+calls in its history and writes one as text at every answer step, so no policy could score. The
+grammar fixes the reply's shape, never its content: which file it names is the model's reading of
+the request. A request longer than the window cannot be sent: it counts in
 ``over_window`` and its task fails.
 
 Policies:
@@ -52,6 +57,10 @@ SYSTEM = (
     "You answer questions about essays stored as text files. Use the tools list_files, read_file and grep. "
     "When you answer, reply with the single word asked for."
 )
+SYSTEM_TOOL_ANSWER = (
+    "You answer questions about essays stored as text files. Use the tools list_files, read_file and grep, "
+    "and give every final answer by calling the answer tool."
+)
 STOP = {"the", "a", "an", "and", "or", "of", "to", "in", "that", "is", "it", "for", "on", "as", "with", "but", "be"}
 WORD = re.compile(r"[A-Za-z]+")
 RUN_DIR = Path(__file__).resolve().parent / "results" / "agent"
@@ -63,7 +72,15 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--model", choices=["qwen", "smollm2", "none"], default="qwen", help="the answering model")
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--window", type=int, default=8192, help="the local model's context window (n_ctx)")
-    ap.add_argument("--reply", type=int, default=16, help="tokens reserved for each answer")
+    ap.add_argument("--reply", type=int, default=48, help="tokens reserved for each answer")
+    ap.add_argument(
+        "--answer-with",
+        choices=["tool", "text"],
+        default="tool",
+        help="'tool': the answer step is a tool-calling turn forced to the `answer` tool (structured output, as "
+        "LangChain's ToolStrategy does); 'text': a free-text reply (Qwen2.5-Coder-0.5B then writes a tool call "
+        "as text at every answer step, so no policy scores)",
+    )
     ap.add_argument("--trigger", type=int, default=5000, help="clear tool uses above this many input tokens")
     ap.add_argument("--keep", type=int, default=1, help="newest tool results kept verbatim")
     ap.add_argument("--compact", type=int, default=6500, help="summarize older turns above this many tokens")
@@ -161,7 +178,7 @@ def script(tasks: list[dict[str, str]]) -> list[dict[str, Any] | None]:
     return steps
 
 
-def make_tools(root: Path) -> list[Any]:
+def make_tools(root: Path, answer_tool: bool = True) -> list[Any]:
     from langchain_core.tools import tool
 
     @tool
@@ -181,7 +198,12 @@ def make_tools(root: Path) -> list[Any]:
         hits = [p for p in sorted(root.glob("*.txt")) if pattern.lower() in p.read_text(encoding="utf-8").lower()]
         return "\n\n".join(f"== {p.name} ==\n{p.read_text(encoding='utf-8')}" for p in hits) or "no match"
 
-    return [list_files, read_file, grep]
+    @tool
+    def answer(file: str) -> str:
+        """Give the final answer: the name of the essay file asked for."""
+        return file
+
+    return [list_files, read_file, grep, *([answer] if answer_tool else [])]
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -301,7 +323,20 @@ def run_policy(
                 calls = [{**c, "id": f"call_{k}_{j}", "type": "tool_call"} for j, c in enumerate(todo["calls"])]
                 return ChatResult(generations=[ChatGeneration(message=AIMessage("", tool_calls=calls))])
             text = ""
-            if live and fits and a.model != "none":
+            if live and fits and a.model != "none" and a.answer_with == "tool":
+                from ctxkit.integrations.langchain import _tool_spec
+
+                forced = {"type": "function", "function": {"name": "answer"}}
+                res = backend.generate(
+                    msgs,
+                    max_tokens=a.reply,
+                    temperature=0.0,
+                    tools=[_tool_spec(t) for t in last_tools],
+                    extra={"tool_choice": forced},
+                )
+                call = next((c for c in res.tool_calls if c.name == "answer"), None)
+                text = str(json.loads(call.arguments).get("file", "")) if call is not None else res.text
+            elif live and fits and a.model != "none":
                 text = backend.generate(msgs, max_tokens=a.reply, temperature=0.0).text
             answers.append(text)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
@@ -334,9 +369,9 @@ def run_policy(
         middleware = [ctxkit_mw]
     agent = create_agent(
         Scripted(),
-        tools=make_tools(root),
+        tools=make_tools(root, answer_tool=a.answer_with == "tool"),
         middleware=[*middleware, Recorder()],
-        system_prompt=SYSTEM,
+        system_prompt=SYSTEM_TOOL_ANSWER if a.answer_with == "tool" else SYSTEM,
         checkpointer=InMemorySaver(),
     )
     config: Any = {"configurable": {"thread_id": policy}, "recursion_limit": 500}
@@ -443,6 +478,7 @@ def main(argv: list[str]) -> dict[str, object]:
         "question": a.question,
         "trajectory": "scripted tool calls (same for every policy), "
         + ("no answers" if a.model == "none" else "answers live from each policy's request"),
+        "answer_with": a.answer_with,
         "seconds": timing,
         "settings": {
             "trigger": a.trigger,

@@ -122,3 +122,18 @@ def test_outcome_quick_fields(tmp_path: Path) -> None:
     records = [json.loads(x) for p in tmp_path.glob("answers-*.jsonl") for x in p.read_text().splitlines()]
     assert len({(x["pipeline"], x["task_id"]) for x in records}) == len(records) >= 4
     assert all(x["price_as"] == "gpt-4o-mini" and x["cost"] is not None for x in records)
+
+
+def test_agent_quick_policies_structure_and_forced_answers(tmp_path: Path) -> None:
+    """Four tasks on SmolLM2: naive outgrows the window, ctxkit stays in it, stubs expand exactly, answers are read."""
+    pytest.importorskip("langchain.agents")
+    r = _bench("agent").main(["--quick", "--policies=naive,ctxkit", f"--run-dir={tmp_path}"])
+    assert r["answer_with"] == "tool" and r["tasks"] == 4
+    assert r["naive_over_window"] >= 1  # the fourth task's request is over 8,192 tokens resent whole
+    assert r["over_window"] == 0
+    assert r["orphaned_tool_messages"] == 0 and r["naive_orphaned_tool_messages"] == 0
+    assert r["expand_roundtrip_exact"] == 1.0 and r["offloaded_results"] > 0
+    assert r["tokens_ratio_vs_naive"] < 0.8
+    saved = json.loads((tmp_path / "ctxkit-smollm2-file.json").read_text(encoding="utf-8"))
+    answers = saved["result"]["answers"]
+    assert len(answers) == 4 and all(isinstance(a, str) for a in answers)  # one live answer per task

@@ -284,7 +284,7 @@ def run_policy(
     from ctxkit.agents import STUB_PREFIX, EditPolicy, FileOffloadStore
     from ctxkit.compress.summarize import BackendSummarizer
     from ctxkit.dispatch import Dispatcher
-    from ctxkit.integrations.langchain import ChatCtxkit
+    from ctxkit.integrations.langchain import ChatCtxkit, _tool_spec
     from ctxkit.integrations.langchain_agents import CtxkitAgentMiddleware
 
     steps = script(tasks)
@@ -324,15 +324,12 @@ def run_policy(
                 return ChatResult(generations=[ChatGeneration(message=AIMessage("", tool_calls=calls))])
             text = ""
             if live and fits and a.model != "none" and a.answer_with == "tool":
-                from ctxkit.integrations.langchain import _tool_spec
-
-                forced = {"type": "function", "function": {"name": "answer"}}
                 res = backend.generate(
                     msgs,
                     max_tokens=a.reply,
                     temperature=0.0,
                     tools=[_tool_spec(t) for t in last_tools],
-                    extra={"tool_choice": forced},
+                    extra={"tool_choice": {"type": "function", "function": {"name": "answer"}}},
                 )
                 call = next((c for c in res.tool_calls if c.name == "answer"), None)
                 text = str(json.loads(call.arguments).get("file", "")) if call is not None else res.text

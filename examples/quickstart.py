@@ -176,7 +176,7 @@ def outcome(n: int = 6) -> None:
     default_embedder().embed(["warm up"])  # load MiniLM now, so its load time is not counted as a question's
     run = run_eval(
         tasks,
-        [NaivePipeline(), CtxkitPipeline(512, model=FLAGSHIP)],
+        [NaivePipeline(), CtxkitPipeline(384, model=FLAGSHIP)],
         backend,
         model=LOCAL,
         price_as=FLAGSHIP,
@@ -193,10 +193,10 @@ def outcome(n: int = 6) -> None:
             f"${p.cost_per_task or 0:.6f}/question on {FLAGSHIP}, per success {per_success}; "
             f"local compute {p.compute_s:.1f} s"
         )
-    c = rep.comparison("ctxkit-512", "naive")
+    c = rep.comparison("ctxkit-384", "naive")
     ratio = f"{c.cost_per_success_ratio:.2f}x naive's" if c.cost_per_success_ratio is not None else "not comparable"
     print(
-        f"  ctxkit-512 minus naive: accuracy {c.accuracy_diff:+.2f} "
+        f"  ctxkit-384 minus naive: accuracy {c.accuracy_diff:+.2f} "
         f"(95% CI {c.diff_ci[0]:+.2f} to {c.diff_ci[1]:+.2f}), "
         f"input tokens {c.input_tokens_ratio or 0:.2f}x, cost per success {ratio}."
     )

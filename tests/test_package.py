@@ -87,7 +87,7 @@ def test_quickstart_runs_offline() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "gpt-4o" in out.stdout and "total" in out.stdout
     # savings are reported with quality: accuracy and cost per successful task against naive, not "saved 100%"
-    assert "accuracy" in out.stdout and "per success" in out.stdout and "ctxkit-512 minus naive" in out.stdout
+    assert "accuracy" in out.stdout and "per success" in out.stdout and "ctxkit-384 minus naive" in out.stdout
     assert "(100%)" not in out.stdout and "are not free savings" in out.stdout
 
 

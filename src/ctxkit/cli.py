@@ -2,7 +2,7 @@
 
 ctxkit count FILE... [--model gpt-4o]         tokens of files (or stdin with '-')
 ctxkit inspect REQUEST.json [--model gpt-4o]  tokens per message/role of an OpenAI or Anthropic request
-ctxkit eval SUITE|TASKS.jsonl [--pipelines naive,ctxkit-512] [--model default] [--out run.jsonl]
+ctxkit eval SUITE|TASKS.jsonl [--pipelines naive,ctxkit-384] [--model default] [--out run.jsonl]
                                               pipelines on tasks: accuracy, tokens, latency, list-price cost
 """
 
@@ -204,7 +204,7 @@ def _app() -> Any:
         tasks: str = typer.Argument(..., help="a suite (hotpotqa-heldout, hotpotqa-dev, squad) or a JSONL task file"),
         n: int = typer.Option(20, "--n", help="questions of a suite"),
         pipelines: str = typer.Option(
-            "naive,ctxkit-512",
+            "naive,ctxkit-384",
             "--pipelines",
             "-p",
             help="comma-separated: naive, naive-topK, ctxkit-N, langchain, llamaindex",

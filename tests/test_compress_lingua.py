@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ctxkit.compress import LLMLinguaCompressor, TextCompressor, TokenPruner, convert_gguf_to_hf, user_cache_dir
-from ctxkit.errors import InvalidInputError, ResourceError
+from ctxkit.errors import BackendError, InvalidInputError, ResourceError
 
 TEXT = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -83,3 +83,16 @@ def test_adapter_errors() -> None:
         fake.compress("text", rate=0)
     empty = fake.compress("", rate=0.5)
     assert empty.text == "" and empty.rate == 1.0
+
+
+def test_adapter_names_a_failure_inside_llmlingua() -> None:
+    """llmlingua's own asserts carry no message: the error still says what was raised and what to do."""
+
+    class _Asserts:
+        def compress_prompt(self, *args: object, **kwargs: object) -> dict[str, str]:
+            raise AssertionError
+
+    with pytest.raises(BackendError) as err:
+        LLMLinguaCompressor.from_compressor(_Asserts()).compress("Some text to compress.", rate=0.5)
+    msg = str(err.value)
+    assert "AssertionError" in msg and "get_prefix_length" in msg and "TokenPruner" in msg

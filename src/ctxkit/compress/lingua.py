@@ -109,6 +109,19 @@ class _LegacyCacheModel:
         return out
 
 
+def _lingua_failure(exc: BaseException) -> str:
+    """What went wrong inside llmlingua, with the exception's type (its asserts carry no message)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    msg = f"llmlingua failed: {detail}"
+    if isinstance(exc, AssertionError):
+        msg += (
+            " (an assert inside llmlingua's compress_prompt, such as its tokenizer round-trip check in "
+            "get_prefix_length, which fails on some texts: microsoft/LLMLingua#137; compress this text with "
+            "TokenPruner or pass it uncompressed)"
+        )
+    return msg
+
+
 def recut_to_rate(text: str, target: int, count: Callable[[str], int]) -> tuple[str, int]:
     """Drop words from ``text`` until it counts at most ``target`` tokens: stop words first, from the end.
 
@@ -234,7 +247,7 @@ class LLMLinguaCompressor(BaseCompressor):
                 try:
                     res = self.compressor.compress_prompt([text], rate=rate, **opts)
                 except Exception as exc:
-                    raise BackendError(f"llmlingua failed: {exc}", backend="llmlingua") from exc
+                    raise BackendError(_lingua_failure(exc), backend="llmlingua") from exc
             out = str(res["compressed_prompt"])
         before = self.count(text)
         after = self.count(out)
